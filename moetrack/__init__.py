@@ -1,8 +1,80 @@
-"""moetrack: send users, devices and events to the MoEngage Data API from Python servers."""
+"""moetrack: send users, devices and events to the MoEngage Data API from Python servers.
+
+::
+
+    import moetrack
+    moetrack.init()                                  # credentials from MOETRACK_* variables
+    with moetrack.context(customer_id=user.id):
+        moetrack.track("Purchase", price=3999, currency="INR")
+"""
 
 from __future__ import annotations
 
-from ._exceptions import *  # noqa: F403
-from ._exceptions import __all__ as _exc_all
+from contextlib import suppress as _suppress
 
-__all__ = sorted(_exc_all)
+from . import signals
+from ._api import device, flush, get_client, identify, init, shutdown, track
+from ._client import Client, Stats
+from ._context import bind, context, current_context, reset
+from ._exceptions import (
+    AccountSuspendedError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    BlacklistedError,
+    ConfigurationError,
+    ConflictError,
+    DeliveryError,
+    InvalidAppError,
+    MissingAttributeError,
+    MoetrackError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AccountSuspendedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BlacklistedError",
+    "Client",
+    "ConfigurationError",
+    "ConflictError",
+    "DeliveryError",
+    "InvalidAppError",
+    "MissingAttributeError",
+    "MoetrackError",
+    "PayloadTooLargeError",
+    "RateLimitedError",
+    "ServerError",
+    "Stats",
+    "TransportError",
+    "UnsupportedMediaTypeError",
+    "ValidationError",
+    "bind",
+    "context",
+    "current_context",
+    "device",
+    "flush",
+    "get_client",
+    "identify",
+    "init",
+    "reset",
+    "shutdown",
+    "signals",
+    "track",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("moetrack._"):
+        with _suppress(AttributeError, TypeError):
+            _obj.__module__ = "moetrack"
+del _name, _obj, _suppress

@@ -101,7 +101,7 @@ class APIError(MoetrackError):
         message: str,
         *,
         status: int,
-        type: str = "",  # noqa: A002 - the API's own field name
+        type: str = "",
         retry_after: float | None = None,
     ) -> None:
         self.status = status
@@ -180,14 +180,14 @@ _BY_STATUS: dict[int, type[APIError]] = {
 
 
 def api_error_for(
-    status: int, type: str, message: str, retry_after: float | None = None  # noqa: A002
+    status: int, error_type: str, message: str, retry_after: float | None = None
 ) -> APIError:
     """Build the most specific :class:`APIError` for a documented error response."""
     cls: type[APIError]
     if status >= 500:
         cls = ServerError
     elif status == 400:
-        cls = _BY_TYPE.get(type.replace(" ", "").lower(), BadRequestError)
+        cls = _BY_TYPE.get(error_type.replace(" ", "").lower(), BadRequestError)
     else:
         cls = _BY_STATUS.get(status, APIError)
-    return cls(message, status=status, type=type, retry_after=retry_after)
+    return cls(message, status=status, type=error_type, retry_after=retry_after)

@@ -15,6 +15,7 @@ __all__ = [
     "DEVICE_PLATFORMS",
     "ELEMENT_TYPES",
     "ENDPOINT_TYPES",
+    "EVENTS_PER_MINUTE",
     "EVENT_PLATFORMS",
     "FORBIDDEN_CUSTOMER_IDS",
     "LEGACY_HOSTS",
@@ -24,7 +25,6 @@ __all__ = [
     "RESERVED_USER_NAMES",
     "SERVER_BODY_LIMIT",
     "USERS_PER_MINUTE",
-    "EVENTS_PER_MINUTE",
 ]
 
 #: New hosts per data center (``data_center="01"`` …).

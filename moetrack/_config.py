@@ -1,0 +1,244 @@
+"""Settings of a :class:`~moetrack.Client`: one frozen object, validated when it is built.
+
+Every option is keyword-only and documented in the README's options table. ``from_env()``
+fills the credentials and the endpoint from ``MOETRACK_*`` variables for arguments left as
+``None``. A wrong option raises :class:`~moetrack.ConfigurationError` naming it; missing
+credentials do not (the client then drops what it is given, with a reason, and warns once).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from . import _spec
+from ._exceptions import ConfigurationError, MoetrackError
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+__all__ = ["Config", "OnFull", "resolve_base_url"]
+
+OnFull = Literal["drop", "block"]
+BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+OnError = Callable[[MoetrackError], None]
+
+ENV_PREFIX = "MOETRACK_"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(data_center: str | None, endpoint: str | None) -> str:
+    """The base URL requests go to: ``endpoint`` if given, else the data center's host.
+
+    Plain ``http`` is allowed only to a loopback host (the local emulator); everything else
+    must be ``https`` so the API key never crosses a network in clear.
+    """
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigurationError(
+                f"endpoint: must be an http(s) URL with a host, got {endpoint!r}"
+            )
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ConfigurationError(
+                f"endpoint: plain http is only allowed to a loopback address, got host "
+                f"{parts.hostname!r}; use https"
+            )
+        return endpoint.rstrip("/")
+    dc = "01" if data_center is None else str(data_center).strip()
+    dc = {"1": "01", "2": "02", "3": "03"}.get(dc, dc)
+    try:
+        return _spec.DATA_CENTER_HOSTS[dc]
+    except KeyError:
+        raise ConfigurationError(
+            f"data_center: must be one of '01', '02', '03', got {data_center!r}"
+        ) from None
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name}: must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Config:
+    """All options of a client. Build it with :meth:`build`; never mutated afterwards."""
+
+    app_id: str | None = None
+    api_key: str | None = field(default=None)
+    data_center: str | None = None
+    endpoint: str | None = None
+    #: Largest request body in bytes, measured exactly on the encoded JSON (≤ 100,000).
+    max_batch_bytes: int = _spec.MAX_BODY_BYTES
+    #: Most records (actions, users, devices) in one request.
+    max_batch_size: int = 1_000
+    #: Seconds a record may wait before a partial batch is sent.
+    flush_interval: float = 1.0
+    #: Most records held in memory, waiting or being sent, before new ones meet ``on_full``.
+    queue_capacity: int = 100_000
+    #: What a full queue does with a new record: ``"drop"`` it (counted) or ``"block"``.
+    on_full: OnFull = "drop"
+    #: With ``on_full="block"``: seconds a call may wait for room before it drops.
+    block_timeout: float = 1.0
+    #: Seconds for one HTTP request (connect, write, read).
+    timeout: float = 10.0
+    #: First retry delay in seconds; doubles per attempt, with full jitter.
+    retry_backoff: float = 0.5
+    #: Cap of one retry delay (and of an honoured ``Retry-After``), seconds.
+    retry_backoff_max: float = 30.0
+    #: Seconds after a batch's first attempt after which it is given up as failed.
+    retry_deadline: float = 300.0
+    #: Client-side rate limits; ``None`` turns one off.
+    users_per_minute: int | None = _spec.USERS_PER_MINUTE
+    events_per_minute: int | None = _spec.EVENTS_PER_MINUTE
+    #: The window the rate limits are counted over, seconds (60 for the real API).
+    rate_limit_window: float = 60.0
+    #: ``False``: validate and count, but send nothing (dropped as ``send_disabled``).
+    send: bool = True
+    #: ``True``: no background thread; every call is sent before it returns.
+    sync: bool = False
+    #: ``True``: invalid input raises :class:`ValidationError` in the caller.
+    strict: bool = False
+    #: Called on the worker with each element as a dict; returns it (changed) or ``None``.
+    before_send: BeforeSend | None = None
+    #: Called with every error reported (dropped record, failed batch).
+    on_error: OnError | None = None
+    #: Log every batch and decision at DEBUG on the ``moetrack`` logger.
+    debug: bool = False
+    #: Seconds ``shutdown()`` and the exit hook spend flushing before giving up.
+    shutdown_timeout: float = 5.0
+    #: Where requests go; default: HTTPS through one keep-alive ``httpx.Client``.
+    transport: Transport | None = None
+    #: Computed: the base URL requests go to.
+    base_url: str = field(default="", init=True)
+
+    @classmethod
+    def build(
+        cls,
+        app_id: str | None = None,
+        api_key: str | None = None,
+        *,
+        data_center: str | None = None,
+        endpoint: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Config:
+        """Resolve arguments, ``MOETRACK_*`` variables and defaults into a valid config."""
+        env = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)} - {"base_url", "app_id", "api_key"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"{unknown[0]}: not an option of moetrack (see the README's options table)"
+            )
+
+        def pick(value: str | None, var: str) -> str | None:
+            if value is None:
+                value = env.get(ENV_PREFIX + var) or None
+            return value
+
+        app_id = pick(app_id, "APP_ID")
+        api_key = pick(api_key, "API_KEY")
+        data_center = pick(data_center, "DATA_CENTER")
+        endpoint = pick(endpoint, "ENDPOINT")
+        for name, value in (("app_id", app_id), ("api_key", api_key)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigurationError(f"{name}: must be a non-empty string")
+        config = cls(
+            app_id=app_id,
+            api_key=api_key,
+            data_center=data_center,
+            endpoint=endpoint,
+            base_url=resolve_base_url(data_center, endpoint),
+            **options,
+        )
+        config._validate()
+        return config
+
+    def _validate(self) -> None:
+        if isinstance(self.max_batch_bytes, bool) or not isinstance(self.max_batch_bytes, int):
+            raise ConfigurationError("max_batch_bytes: must be an integer")
+        if not 1_000 <= self.max_batch_bytes <= _spec.MAX_BODY_BYTES:
+            raise ConfigurationError(
+                f"max_batch_bytes: must be between 1,000 and {_spec.MAX_BODY_BYTES:,} "
+                f"(the API's 100 KB body limit), got {self.max_batch_bytes!r}"
+            )
+        for name in ("max_batch_size", "queue_capacity"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
+        for name in (
+            "flush_interval",
+            "block_timeout",
+            "timeout",
+            "retry_backoff",
+            "retry_backoff_max",
+            "retry_deadline",
+            "rate_limit_window",
+            "shutdown_timeout",
+        ):
+            _positive(name, getattr(self, name))
+        for name in ("users_per_minute", "events_per_minute"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigurationError(
+                    f"{name}: must be a positive integer or None (no limit), got {value!r}"
+                )
+        if self.on_full not in ("drop", "block"):
+            raise ConfigurationError(f"on_full: must be 'drop' or 'block', got {self.on_full!r}")
+        for name in ("before_send", "on_error"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ConfigurationError(f"{name}: must be callable or None")
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.app_id and self.api_key)
+
+    @property
+    def url(self) -> str:
+        """The Bulk Import URL: ``{base}/v1/transition/{app_id}``."""
+        return f"{self.base_url}/v1/transition/{self.app_id}"
+
+    def headers(self) -> dict[str, str]:
+        """The three headers of every request. Holds the key: never log it."""
+        token = base64.b64encode(f"{self.app_id}:{self.api_key}".encode()).decode("ascii")
+        return {
+            "Authorization": f"Basic {token}",
+            "Content-Type": "application/json",
+            _spec.API_KEY_HEADER: str(self.app_id),
+        }
+
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never appear in a log record (the key and its auth token)."""
+        if not self.api_key:
+            return ()
+        token = self.headers()["Authorization"].split(" ", 1)[1]
+        return (self.api_key, token)
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.api_key else "None"
+        return f"Config(app_id={self.app_id!r}, api_key={key}, base_url={self.base_url!r})"

@@ -1,0 +1,189 @@
+"""Ambient customer context: ``context()``, ``bind()``, ``reset()``, ``current_context()``.
+
+One :class:`~contextvars.ContextVar` holds one immutable :class:`Ctx`. Reading the context on
+the hot path is a single ``ContextVar.get()``; binding builds a new ``Ctx`` from the old one,
+so a context is never changed in place and every thread, asyncio task and copied context sees
+exactly what was bound in it.
+
+A field may be bound to a zero-argument callable. It is called on the tracking thread at the
+moment something is tracked (``Ctx.resolve()``), never at bind time, so a middleware can bind
+"the current user" without loading the user on requests that track nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar, cast
+
+__all__ = ["FIELDS", "Ctx", "bind", "context", "current_context", "reset"]
+
+#: The fields a context may hold.
+FIELDS = (
+    "customer_id",
+    "device_id",
+    "platform",
+    "app_version",
+    "user_timezone_offset",
+    "attributes",
+)
+_FIELD_SET = frozenset(FIELDS)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Ctx:
+    """The immutable ambient context: the six fields, plus whether any is a callable."""
+
+    __slots__ = (*FIELDS, "lazy")
+
+    customer_id: Any
+    device_id: Any
+    platform: Any
+    app_version: Any
+    user_timezone_offset: Any
+    attributes: Any
+    lazy: bool
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        lazy = False
+        for name in FIELDS:
+            value = values.get(name)
+            object.__setattr__(self, name, value)
+            if callable(value):
+                lazy = True
+        object.__setattr__(self, "lazy", lazy)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a moetrack context is immutable; bind() a new one")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are bound (not ``None``)."""
+        return {n: v for n in FIELDS if (v := getattr(self, n)) is not None}
+
+    def merged(self, fields: Mapping[str, Any]) -> Ctx:
+        """A new context: ``fields`` over this one; ``attributes`` merge key by key."""
+        values = self.as_dict()
+        for name, value in fields.items():
+            if name == "attributes" and value is not None:
+                values[name] = _merge_attributes(values.get("attributes"), value)
+            else:
+                values[name] = value
+        return Ctx(values)
+
+    def resolve(self) -> Ctx:
+        """Call every callable field once; the caller's thread does this when tracking."""
+        if not self.lazy:
+            return self
+        values: dict[str, Any] = {}
+        for name in FIELDS:
+            value = getattr(self, name)
+            values[name] = value() if callable(value) else value
+        attrs = values["attributes"]
+        if attrs is not None and not isinstance(attrs, Mapping):
+            raise TypeError(
+                f"context attributes callable returned {type(attrs).__name__}, expected a mapping"
+            )
+        return Ctx(values)
+
+    def __repr__(self) -> str:
+        return f"Ctx({self.as_dict()!r})"
+
+
+def _merge_attributes(outer: Any, inner: Any) -> Any:
+    if outer is None:
+        return inner if callable(inner) else MappingProxyType(dict(inner))
+    if callable(outer) or callable(inner):
+
+        def combined() -> Mapping[str, Any]:
+            a = outer() if callable(outer) else outer
+            b = inner() if callable(inner) else inner
+            return {**(a or {}), **(b or {})}
+
+        return combined
+    return MappingProxyType({**outer, **inner})
+
+
+EMPTY = Ctx({})
+_var: contextvars.ContextVar[Ctx] = contextvars.ContextVar("moetrack_context", default=EMPTY)
+#: The hot path reads the context through this bound method.
+get_ctx = _var.get
+
+
+def _check(fields: Mapping[str, Any]) -> None:
+    unknown = sorted(set(fields) - _FIELD_SET)
+    if unknown:
+        raise TypeError(
+            f"{unknown[0]!r} is not a context field; the fields are {', '.join(FIELDS)} "
+            "(event attributes go in attributes={...})"
+        )
+    attrs = fields.get("attributes")
+    if attrs is not None and not callable(attrs) and not isinstance(attrs, Mapping):
+        raise TypeError("attributes: must be a mapping or a zero-argument callable")
+
+
+def bind(**fields: Any) -> contextvars.Token[Ctx]:
+    """Bind ``fields`` for the rest of the current context; undo with :func:`reset`."""
+    _check(fields)
+    return _var.set(_var.get().merged(fields))
+
+
+def reset(token: contextvars.Token[Ctx]) -> None:
+    """Undo one :func:`bind`, restoring what was bound before it."""
+    _var.reset(token)
+
+
+def current_context() -> Mapping[str, Any]:
+    """A read-only view of the fields bound now (callables are shown, not called)."""
+    return MappingProxyType(_var.get().as_dict())
+
+
+class context:
+    """Bind ambient fields inside a ``with`` block or around a decorated callable.
+
+    ``with moetrack.context(customer_id="u-42"):`` binds for the block and restores on exit,
+    also when the block raises. ``@moetrack.context(platform="web")`` does the same around
+    every call of a function, method, coroutine function or generator (a generator's context
+    is bound while it runs, not between its steps). One instance may be entered again while
+    already entered (nested); for use from several threads at once, create one per use or use
+    it as a decorator.
+    """
+
+    __slots__ = ("_fields", "_tokens")
+
+    def __init__(self, **fields: Any) -> None:
+        _check(fields)
+        self._fields = fields
+        self._tokens: list[contextvars.Token[Ctx]] = []
+
+    def __enter__(self) -> Mapping[str, Any]:
+        self._tokens.append(_var.set(_var.get().merged(self._fields)))
+        return current_context()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _var.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Mapping[str, Any]:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        from .decorators import bind_around
+
+        return cast(F, bind_around(func, self._fields))
+
+    def __repr__(self) -> str:
+        return f"moetrack.context({', '.join(f'{k}={v!r}' for k, v in self._fields.items())})"

@@ -1,0 +1,196 @@
+"""JSON encoding, and exact byte packing of ``transition`` bodies.
+
+A body is ``{"type":"transition","elements":[E1,E2,…]}``. Event actions of one
+``(customer_id, device_id)`` share one event element
+``{"type":"event","customer_id":…,"device_id":…,"actions":[A1,A2,…]}`` while no user or
+device element of that customer stands between them ("where order allows", DESIGN §4). The
+packer adds up the exact byte length of the body it will produce, so a body is never one
+byte over the limit and the batch's user and event counts are known before the request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._records import Item
+
+__all__ = ["Batch", "Packer", "dumps", "min_body_size"]
+
+_json_dumps = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
+
+
+def _dumps_json(obj: Any) -> bytes:
+    return _json_dumps(obj).encode("utf-8")
+
+
+def _pick_dumps() -> Callable[[Any], bytes]:
+    try:
+        import orjson
+    except ImportError:
+        return _dumps_json
+    return orjson.dumps
+
+
+#: Compact UTF-8 JSON; orjson when the ``moetrack[orjson]`` extra is installed.
+dumps: Callable[[Any], bytes] = _pick_dumps()
+
+_BODY_HEAD = b'{"type":"transition","elements":['
+_BODY_TAIL = b"]}"
+_BODY_OVERHEAD = len(_BODY_HEAD) + len(_BODY_TAIL)
+_EVENT_TAIL = b"]}"
+_EVENT_KIND = 0  # _records.EVENT, without importing it (import cycle)
+
+
+def event_head(customer_id: str, device_id: str | None) -> bytes:
+    """The bytes of an event element before its first action."""
+    head = b'{"type":"event","customer_id":' + dumps(customer_id)
+    if device_id is not None:
+        head += b',"device_id":' + dumps(device_id)
+    return head + b',"actions":['
+
+
+def min_body_size(kind: int, customer_id: str, device_id: str | None, payload: bytes) -> int:
+    """Bytes of the smallest body that can carry this one item."""
+    if kind == _EVENT_KIND:
+        return (
+            _BODY_OVERHEAD
+            + len(event_head(customer_id, device_id))
+            + len(payload)
+            + len(_EVENT_TAIL)
+        )
+    return _BODY_OVERHEAD + len(payload)
+
+
+class _EventElement:
+    __slots__ = ("actions", "head")
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.actions: list[bytes] = []
+
+    def encode(self) -> bytes:
+        return self.head + b",".join(self.actions) + _EVENT_TAIL
+
+
+class Batch:
+    """The items of one request and their body, with its size and counts."""
+
+    __slots__ = ("body", "events", "items", "users")
+
+    def __init__(self, items: list[Item], body: bytes, users: int, events: int) -> None:
+        self.items = items
+        self.body = body
+        self.users = users
+        self.events = events
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Packer:
+    """Fills one body up to ``max_bytes``, ``max_records``, and the users/events caps.
+
+    ``add(item)`` returns False when the item does not fit; the caller then takes the batch
+    with :meth:`take` and starts the next one. Sizes are exact: ``len(take().body)`` equals
+    the running :attr:`size`.
+    """
+
+    __slots__ = (
+        "_elements",
+        "_open",
+        "events",
+        "items",
+        "max_bytes",
+        "max_events",
+        "max_records",
+        "max_users",
+        "size",
+        "users",
+    )
+
+    def __init__(
+        self,
+        max_bytes: int,
+        max_records: int,
+        max_users: int | None = None,
+        max_events: int | None = None,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.max_users = max_users
+        self.max_events = max_events
+        self._reset()
+
+    def _reset(self) -> None:
+        self.items: list[Item] = []
+        self._elements: list[bytes | _EventElement] = []
+        # customer_id -> device_id -> the event element still open for more actions
+        self._open: dict[str, dict[str | None, _EventElement]] = {}
+        self.size = _BODY_OVERHEAD
+        self.users = 0
+        self.events = 0
+
+    def add(self, item: Item) -> bool:
+        if len(self.items) >= self.max_records:
+            return False
+        comma = 1 if self._elements else 0
+        if item.kind == _EVENT_KIND:
+            if self.max_events is not None and self.events >= self.max_events:
+                return False
+            by_device = self._open.get(item.customer_id)
+            element = by_device.get(item.device_id) if by_device is not None else None
+            if element is not None:
+                grow = len(item.payload) + (1 if element.actions else 0)
+                if self.size + grow > self.max_bytes:
+                    return False
+                element.actions.append(item.payload)
+            else:
+                head = event_head(item.customer_id, item.device_id)
+                grow = comma + len(head) + len(item.payload) + len(_EVENT_TAIL)
+                if self.size + grow > self.max_bytes:
+                    return False
+                element = _EventElement(head)
+                element.actions.append(item.payload)
+                self._elements.append(element)
+                self._open.setdefault(item.customer_id, {})[item.device_id] = element
+            self.events += 1
+        else:
+            if self.max_users is not None and self.users >= self.max_users:
+                return False
+            grow = comma + len(item.payload)
+            if self.size + grow > self.max_bytes:
+                return False
+            self._elements.append(item.payload)
+            # Later actions of this customer must not move before this element.
+            self._open.pop(item.customer_id, None)
+            self.users += 1
+        self.size += grow
+        self.items.append(item)
+        return True
+
+    def take(self) -> Batch:
+        parts = [e if isinstance(e, bytes) else e.encode() for e in self._elements]
+        body = _BODY_HEAD + b",".join(parts) + _BODY_TAIL
+        batch = Batch(self.items, body, self.users, self.events)
+        self._reset()
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def pack_all(self, items: Iterable[Item]) -> list[Batch]:
+        """Pack ``items`` in order into as many batches as they need."""
+        batches = []
+        for item in items:
+            if not self.add(item):
+                batches.append(self.take())
+                if not self.add(item):  # prepare() guarantees one item fits an empty body
+                    raise AssertionError("an item larger than an empty batch reached the packer")
+        if self.items:
+            batches.append(self.take())
+        return batches

@@ -1,0 +1,218 @@
+"""What goes on the queue, and the wire items the worker turns it into.
+
+The caller's thread builds a *record*: a plain tuple, the cheapest object Python makes,
+holding the call's arguments, the context object and the time. Nothing is validated or
+copied beyond the top-level attribute mapping. The worker turns each record into an
+:class:`Item`: the validated element already encoded as JSON bytes, so a backlog waiting on
+a rate limit or an outage holds compact bytes rather than Python objects.
+
+Record layouts (index 0 is the kind)::
+
+    (EVENT,  ctx, t, action, attributes, attrs, customer_id, device_id, platform,
+             app_version, current_time, user_time, user_timezone_offset)
+    (USER,   ctx, t, attributes, attrs, customer_id)
+    (DEVICE, ctx, t, attributes, attrs, customer_id, device_id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import _spec, _validate
+from ._context import Ctx
+from ._encode import dumps, min_body_size
+from ._exceptions import ValidationError
+
+__all__ = ["DEVICE", "EVENT", "USER", "Item", "Record", "prepare"]
+
+EVENT = 0
+USER = 1
+DEVICE = 2
+
+Record = tuple[Any, ...]
+BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+class Item:
+    """One validated element (or one event action) as encoded JSON, ready to pack."""
+
+    __slots__ = ("customer_id", "device_id", "kind", "payload")
+
+    def __init__(self, kind: int, customer_id: str, device_id: str | None, payload: bytes) -> None:
+        self.kind = kind
+        self.customer_id = customer_id
+        self.device_id = device_id
+        #: EVENT: the action object; USER/DEVICE: the whole element.
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"Item({self.kind}, {self.customer_id!r}, {self.payload[:60]!r})"
+
+
+class Dropped(Exception):
+    """``before_send`` returned None: the record is dropped on purpose (not an error)."""
+
+
+def _merge_attrs(
+    ctx: Ctx, mapping: Mapping[str, Any] | None, attrs: Mapping[str, Any]
+) -> dict[str, Any]:
+    base = ctx.attributes
+    if base is None and mapping is None:
+        return dict(attrs)
+    merged: dict[str, Any] = dict(base) if base is not None else {}
+    if mapping is not None:
+        merged.update(mapping)
+    merged.update(attrs)
+    return merged
+
+
+def as_element(record: Record) -> dict[str, Any]:
+    """The record as the dict ``before_send`` sees: context applied, nothing validated."""
+    kind = record[0]
+    ctx: Ctx = record[1]
+    if kind == EVENT:
+        (_, _, t, action, mapping, attrs, cid, did, platform, app_version, ctime, utime, tz) = (
+            record
+        )
+        element: dict[str, Any] = {
+            "type": "event",
+            "customer_id": cid if cid is not None else ctx.customer_id,
+            "device_id": did if did is not None else ctx.device_id,
+            "action": action,
+            "attributes": _merge_attrs(ctx, mapping, attrs),
+            "platform": platform if platform is not None else ctx.platform,
+            "app_version": app_version if app_version is not None else ctx.app_version,
+            "current_time": ctime if ctime is not None else int(t),
+            "user_time": utime,
+            "user_timezone_offset": tz if tz is not None else ctx.user_timezone_offset,
+        }
+        return element
+    if kind == USER:
+        (_, _, _, mapping, attrs, cid) = record
+        return {
+            "type": "customer",
+            "customer_id": cid if cid is not None else ctx.customer_id,
+            "attributes": _merge_user_attrs(mapping, attrs),
+        }
+    (_, _, _, mapping, attrs, cid, did) = record
+    return {
+        "type": "device",
+        "customer_id": cid if cid is not None else ctx.customer_id,
+        "device_id": did if did is not None else ctx.device_id,
+        "attributes": _merge_user_attrs(mapping, attrs),
+    }
+
+
+def _merge_user_attrs(
+    mapping: Mapping[str, Any] | None, attrs: Mapping[str, Any]
+) -> dict[str, Any]:
+    # Context attributes are event defaults (DESIGN §1); users and devices take only their own.
+    if mapping is None:
+        return dict(attrs)
+    return {**mapping, **attrs}
+
+
+def prepare(record: Record, max_bytes: int, before_send: BeforeSend | None = None) -> Item:
+    """Validate and encode one record. Raises ValidationError (or Dropped)."""
+    element = as_element(record)
+    if before_send is not None:
+        changed = before_send(element)
+        if changed is None:
+            raise Dropped()
+        if not isinstance(changed, Mapping):
+            raise ValidationError(
+                "before_send",
+                f"must return a dict or None, got {type(changed).__name__}",
+                "invalid",
+            )
+        element = dict(changed)
+    kind = element.get("type")
+    if kind == "event":
+        return _event(element, max_bytes)
+    if kind == "customer":
+        return _user(element, max_bytes)
+    if kind == "device":
+        return _device(element, max_bytes)
+    raise ValidationError("type", f"must be customer, device or event, got {kind!r}", "invalid")
+
+
+def _mapping(value: Any, field: str = "attributes") -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            field, f"must be a mapping, got {type(value).__name__}", "invalid_value"
+        )
+    return value
+
+
+def _event(e: Mapping[str, Any], max_bytes: int) -> Item:
+    cid = _validate.customer_id(e.get("customer_id"))
+    did = _validate.device_id(e.get("device_id"))
+    action: dict[str, Any] = {"action": _validate.event_name(e.get("action"))}
+    attrs = _validate.attributes(_mapping(e.get("attributes")), _spec.RESERVED_EVENT_NAMES)
+    if attrs:
+        action["attributes"] = attrs
+    if (platform := e.get("platform")) is not None:
+        action["platform"] = _validate.event_platform(platform)
+    if (app_version := e.get("app_version")) is not None:
+        action["app_version"] = _text(app_version, "app_version")
+    if (ctime := e.get("current_time")) is not None:
+        action["current_time"] = _validate.timestamp(ctime, "current_time")
+    if (utime := e.get("user_time")) is not None:
+        action["user_time"] = _validate.timestamp(utime, "user_time")
+    if (tz := e.get("user_timezone_offset")) is not None:
+        action["user_timezone_offset"] = _validate.timezone_offset(tz)
+    payload = dumps(action)
+    _fits(min_body_size(EVENT, cid, did, payload), max_bytes)
+    return Item(EVENT, cid, did, payload)
+
+
+def _user(e: Mapping[str, Any], max_bytes: int) -> Item:
+    cid = _validate.customer_id(e.get("customer_id"))
+    attrs = _validate.attributes(_mapping(e.get("attributes")), _spec.RESERVED_USER_NAMES)
+    element: dict[str, Any] = {"type": "customer", "customer_id": cid}
+    if attrs:
+        element["attributes"] = attrs
+    payload = dumps(element)
+    _fits(min_body_size(USER, cid, None, payload), max_bytes)
+    return Item(USER, cid, None, payload)
+
+
+def _device(e: Mapping[str, Any], max_bytes: int) -> Item:
+    cid = _validate.customer_id(e.get("customer_id"))
+    did = _validate.device_id(e.get("device_id"))
+    raw = dict(_mapping(e.get("attributes")))
+    platform = _validate.device_platform(raw.get("platform"))
+    if raw.get("push_id") in (None, ""):
+        raise ValidationError("attributes.push_id", "is required for a device", "invalid_device")
+    raw["platform"] = platform
+    attrs = _validate.attributes(raw, _spec.RESERVED_USER_NAMES)
+    element: dict[str, Any] = {"type": "device", "customer_id": cid}
+    if did is not None:
+        element["device_id"] = did
+    element["attributes"] = attrs
+    payload = dumps(element)
+    _fits(min_body_size(DEVICE, cid, did, payload), max_bytes)
+    return Item(DEVICE, cid, did, payload)
+
+
+def _text(value: Any, field: str) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValidationError(
+            field, f"must be a string, got {type(value).__name__}", "invalid_value"
+        )
+    _validate.value(value, field)
+    return value
+
+
+def _fits(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ValidationError(
+            "element",
+            f"needs a {size:,}-byte request on its own, over the {max_bytes:,}-byte limit",
+            "too_large",
+        )

@@ -1,0 +1,106 @@
+"""How problems and progress are reported: counters, signals, ``on_error`` and the logger.
+
+Everything the library wants to say goes through one :class:`Reporter`, so the rules hold in
+one place: log records are rate-limited per kind of problem and scrubbed of the API key;
+signals are built only when they have receivers; a failing ``on_error`` or signal receiver is
+logged and never reaches the worker or the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from blinker import NamedSignal
+
+from ._exceptions import MoetrackError
+
+__all__ = ["Reporter", "SecretFilter", "logger"]
+
+logger = logging.getLogger("moetrack")
+#: Seconds between two log records about the same kind of problem.
+LOG_INTERVAL = 10.0
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every known secret in a record of the ``moetrack`` logger with ``***``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            self._secrets.update(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        scrubbed = message
+        for secret in self._secrets:
+            scrubbed = scrubbed.replace(secret, "***")
+        if scrubbed != message or record.exc_info:
+            record.msg, record.args = scrubbed, None
+            if record.exc_info:
+                # A traceback is formatted later from exc_info; fold it in scrubbed now.
+                text = logging.Formatter().formatException(record.exc_info)
+                for secret in self._secrets:
+                    text = text.replace(secret, "***")
+                record.msg = f"{scrubbed}\n{text}"
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+secret_filter = SecretFilter()
+logger.addFilter(secret_filter)
+
+
+class Reporter:
+    """Logs (rate-limited), calls ``on_error`` and sends signals for one client."""
+
+    def __init__(self, sender: Any, on_error: Any, secrets: Iterable[str]) -> None:
+        self._sender = sender
+        self._on_error = on_error
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+        secret_filter.add(secrets)
+
+    def log(self, level: int, key: str, message: str, *args: Any) -> None:
+        """Log at most one record per ``key`` every LOG_INTERVAL seconds, counting the rest."""
+        if not logger.isEnabledFor(level):
+            return
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < LOG_INTERVAL:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        logger.log(level, message, *args)
+
+    def error(self, error: MoetrackError) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(error)
+        except Exception:
+            logger.exception("the on_error callback raised")
+
+    def signal(self, signal: NamedSignal, **kwargs: Any) -> None:
+        if not signal.receivers:
+            return
+        try:
+            signal.send(self._sender, **kwargs)
+        except Exception:
+            logger.exception("a receiver of the %r signal raised", signal.name)

@@ -1,0 +1,84 @@
+"""The one-method seam between the worker and the network.
+
+A :class:`Transport` sends one request body and returns a :class:`Response`, or raises
+:class:`~moetrack.TransportError` when there is no answer. :class:`HTTPTransport` is the
+default: one keep-alive ``httpx.Client`` with TLS verification on, imported only when the
+first request is made so ``import moetrack`` stays light. Tests and special deployments can
+pass any object with ``send()`` and ``close()`` as ``transport=``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+from ._exceptions import TransportError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HTTPTransport", "Response", "Transport"]
+
+
+class Response(NamedTuple):
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@runtime_checkable
+class Transport(Protocol):
+    def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+        """POST ``body`` to ``url``; raise TransportError when no answer comes back."""
+
+    def close(self) -> None:
+        """Release connections; ``send()`` may be called again afterwards."""
+
+
+class HTTPTransport:
+    """POSTs through one reused ``httpx.Client`` (keep-alive, TLS verification on)."""
+
+    def __init__(self) -> None:
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    http1=True,
+                    verify=True,
+                    follow_redirects=False,
+                    limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                    headers={"User-Agent": "moetrack"},
+                )
+            return self._client
+
+    def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+        import httpx
+
+        client = self._get()
+        try:
+            response = client.post(url, content=body, headers=dict(headers), timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out after {timeout:g}s: {type(exc).__name__}") from None
+        except httpx.HTTPError as exc:
+            # httpx messages name the URL at most; never the headers. Keep just the kind.
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        return Response(response.status_code, response.headers, response.content)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's connections in a forked child (never close them from here)."""
+        self._client = None
+        self._lock = threading.Lock()

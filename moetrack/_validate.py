@@ -1,0 +1,275 @@
+"""The Data API's rules (DESIGN §3) as plain functions that name the field and the rule.
+
+Each function returns the value as it goes on the wire, or raises
+:class:`~moetrack.ValidationError` with the field's dotted path, the rule in words and the
+reason it is counted under. The Bulk Import API answers 200 even when it drops an element,
+so these checks run on the client, where a bad element can still be reported.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from . import _spec
+from ._exceptions import ValidationError
+
+__all__ = [
+    "attributes",
+    "customer_id",
+    "device_platform",
+    "event_name",
+    "event_platform",
+    "iso_utc",
+    "timestamp",
+    "timezone_offset",
+    "value",
+]
+
+#: Deepest nesting of lists and dicts in one attribute value (also stops cycles).
+MAX_DEPTH = 16
+
+
+def customer_id(value: Any, field: str = "customer_id") -> str:
+    """A string of more than one character that is not a forbidden value; ints become str."""
+    if value is None:
+        raise ValidationError(
+            field, "is required (bind one with moetrack.context or pass it)", "no_customer_id"
+        )
+    if (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, uuid.UUID):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValidationError(
+            field,
+            f"must be a string or an integer, got {type(value).__name__}",
+            "invalid_customer_id",
+        )
+    _utf8(value, field)
+    trimmed = value.strip()
+    if len(trimmed) <= 1:
+        raise ValidationError(
+            field,
+            f"must be longer than one character, got {value!r} (single digits such as small "
+            "primary keys are not accepted; use a stable unique identifier)",
+            "invalid_customer_id",
+        )
+    if trimmed.lower() in _spec.FORBIDDEN_CUSTOMER_IDS:
+        raise ValidationError(
+            field,
+            f"{value!r} is one of the customer_id values the API forbids",
+            "invalid_customer_id",
+        )
+    return value
+
+
+def device_id(value: Any, field: str = "device_id") -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, "must be a non-empty string", "invalid_device_id")
+    _utf8(value, field)
+    return value
+
+
+def event_name(value: Any, field: str = "action") -> str:
+    if not isinstance(value, str):
+        raise ValidationError(
+            field,
+            f"the event name must be a string, got {type(value).__name__}",
+            "invalid_event_name",
+        )
+    if value in _spec.RESERVED_EVENT_NAMES or not value.strip():
+        raise ValidationError(
+            field, f"{value!r} is reserved or empty (reserved: id, _id, userId)", "reserved_name"
+        )
+    _utf8(value, field)
+    return value
+
+
+def event_platform(value: Any, field: str = "platform") -> str:
+    """ANDROID, iOS, web or unknown, in any case; sent in the canonical spelling."""
+    canonical = _spec.EVENT_PLATFORMS.get(value.lower()) if isinstance(value, str) else None
+    if canonical is None:
+        raise ValidationError(
+            field, f"must be one of ANDROID, iOS, web, unknown, got {value!r}", "invalid_platform"
+        )
+    return canonical
+
+
+def device_platform(value: Any, field: str = "attributes.platform") -> str:
+    """ANDROID, iOS or web, in any case; sent in the canonical spelling."""
+    if value is None:
+        raise ValidationError(
+            field, "is required for a device (ANDROID, iOS or web)", "invalid_device"
+        )
+    canonical = _spec.DEVICE_PLATFORMS.get(value.lower()) if isinstance(value, str) else None
+    if canonical is None:
+        raise ValidationError(
+            field, f"must be one of ANDROID, iOS, web, got {value!r}", "invalid_platform"
+        )
+    return canonical
+
+
+def timezone_offset(value: Any, field: str = "user_timezone_offset") -> int:
+    """Whole seconds in [-54000, 54000], e.g. 19800 for UTC+05:30."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            field, f"must be an integer number of seconds, got {value!r}", "invalid_timezone_offset"
+        )
+    if not -_spec.MAX_TIMEZONE_OFFSET <= value <= _spec.MAX_TIMEZONE_OFFSET:
+        raise ValidationError(
+            field,
+            f"must be between -54000 and 54000 seconds, got {value}",
+            "invalid_timezone_offset",
+        )
+    return value
+
+
+def iso_utc(value: datetime | date) -> str:
+    """ISO 8601 in UTC with ``Z``; naive datetimes are taken as UTC; dates stay dates."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    return value.isoformat()
+
+
+def timestamp(value: Any, field: str) -> int | float | str:
+    """Epoch seconds (a finite, non-negative number) or an ISO 8601 string."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, bool):
+        raise ValidationError(
+            field, "must be epoch seconds or ISO 8601, got a bool", "invalid_time"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise ValidationError(
+                field, f"epoch seconds must not be negative, got {value}", "invalid_time"
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            raise ValidationError(
+                field, f"epoch seconds must be finite and >= 0, got {value}", "invalid_time"
+            )
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+        except ValueError:
+            raise ValidationError(
+                field, f"must be epoch seconds or ISO 8601, got {value!r}", "invalid_time"
+            ) from None
+        return value
+    raise ValidationError(
+        field, f"must be epoch seconds or ISO 8601, got {type(value).__name__}", "invalid_time"
+    )
+
+
+def _utf8(text: str, field: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                field, "must be valid UTF-8 text (it holds a lone surrogate)", "invalid_value"
+            ) from None
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def value(v: Any, field: str, depth: int = 0) -> Any:
+    """One attribute value as JSON-native data, or a ValidationError naming ``field``."""
+    t = type(v)
+    if t is str:
+        _utf8(v, field)
+        return v
+    if t is int or t is bool or v is None:
+        return v
+    if t is float:
+        if not math.isfinite(v):
+            raise ValidationError(
+                field, f"must be a finite number (JSON has no {v})", "invalid_value"
+            )
+        return v
+    if depth >= MAX_DEPTH:
+        raise ValidationError(
+            field, f"nests deeper than {MAX_DEPTH} levels (or is cyclic)", "invalid_value"
+        )
+    if isinstance(v, Mapping):
+        out = {}
+        for k, item in v.items():
+            if not isinstance(k, str):
+                raise ValidationError(
+                    field,
+                    f"has a key {k!r} of type {type(k).__name__}; keys must be strings",
+                    "invalid_value",
+                )
+            _utf8(k, field)
+            out[k] = value(item, f"{field}.{k}", depth + 1)
+        return out
+    if isinstance(v, list | tuple):
+        return [value(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(v)]
+    if isinstance(v, enum.Enum):
+        return value(v.value, field, depth + 1)
+    if isinstance(v, bool | int | str):  # subclasses of the scalars; Enums are handled above
+        return value(_base_scalar(v), field, depth)
+    if isinstance(v, float):
+        return value(float(v), field, depth)
+    if isinstance(v, datetime | date):
+        return iso_utc(v)
+    if isinstance(v, Decimal):
+        if not v.is_finite():
+            raise ValidationError(
+                field, f"must be a finite number (JSON has no {v})", "invalid_value"
+            )
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    raise ValidationError(
+        field,
+        f"has a value of type {t.__name__}; allowed: str, int, float, bool, None, date, datetime, "
+        "Decimal, UUID, Enum and lists/dicts of these",
+        "invalid_value",
+    )
+
+
+def _base_scalar(v: bool | int | str) -> bool | int | str:
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, int):
+        return int(v)
+    return str(v)
+
+
+def attributes(
+    attrs: Mapping[str, Any], reserved: frozenset[str], field: str = "attributes"
+) -> dict[str, Any]:
+    """Check names against ``reserved`` and every value; return the wire form."""
+    out: dict[str, Any] = {}
+    for name, v in attrs.items():
+        if not isinstance(name, str):
+            raise ValidationError(
+                f"{field}[{name!r}]", "attribute names must be strings", "invalid_attribute_name"
+            )
+        if name in reserved or not name.strip():
+            raise ValidationError(
+                f"{field}.{name}" if name else field,
+                f"the attribute name {name!r} is reserved or empty",
+                "reserved_name",
+            )
+        out[name] = value(v, f"{field}.{name}")
+    return out
