@@ -35,6 +35,7 @@ from ._exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
+from .decorators import track_event
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,7 @@ __all__ = [
     "shutdown",
     "signals",
     "track",
+    "track_event",
 ]
 
 for _name in __all__:

@@ -146,10 +146,8 @@ class Client:
                     user_timezone_offset,
                 )
             )
-        except ValidationError:
-            raise  # only strict mode gets here
         except Exception as exc:
-            self._refused("error", exc)
+            self._failed_in_caller(exc)
 
     def identify(
         self,
@@ -174,10 +172,8 @@ class Client:
                     customer_id,
                 )
             )
-        except ValidationError:
-            raise
         except Exception as exc:
-            self._refused("error", exc)
+            self._failed_in_caller(exc)
 
     def device(
         self,
@@ -204,10 +200,13 @@ class Client:
                     device_id,
                 )
             )
-        except ValidationError:
-            raise
         except Exception as exc:
-            self._refused("error", exc)
+            self._failed_in_caller(exc)
+
+    def _failed_in_caller(self, exc: Exception) -> None:
+        if self._strict and isinstance(exc, ValidationError):
+            raise exc  # strict mode: the caller asked for it (already counted)
+        self._refused("error", exc)
 
     def _put(self, record: Any) -> None:
         if self._refuse is not None:
@@ -217,7 +216,8 @@ class Client:
             record = self._prepare_strict(record)
         queue = self._queue
         worker = self._worker
-        if queue.size() + worker.held >= self._capacity and not self._wait_for_room():
+        depth = queue.size()
+        if depth + worker.held >= self._capacity and not self._wait_for_room():
             self._refused("queue_full", None)
             return
         queue.put(record)
@@ -229,7 +229,7 @@ class Client:
             return
         if worker.thread is None:
             worker.ensure_started()
-        if queue.size() >= self._wake_at:
+        if depth >= self._wake_at:
             worker.wake.set()
 
     def _prepare_strict(self, record: Record) -> Any:
@@ -315,6 +315,7 @@ class Client:
                 self._worker.failed - lost_before,
             )
         _live_clients.discard(self)
+        self._reporter.close()
 
     def stats(self) -> Stats:
         """The counters now; see :class:`Stats`."""

@@ -8,65 +8,25 @@ credentials do not (the client then drops what it is given, with a reason, and w
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
-from . import _spec
+from . import _http, _spec
 from ._exceptions import ConfigurationError, MoetrackError
 
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ["Config", "OnFull", "resolve_base_url"]
+__all__ = ["Config", "OnFull"]
 
 OnFull = Literal["drop", "block"]
 BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 OnError = Callable[[MoetrackError], None]
 
 ENV_PREFIX = "MOETRACK_"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in {"localhost", "localhost."}:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_base_url(data_center: str | None, endpoint: str | None) -> str:
-    """The base URL requests go to: ``endpoint`` if given, else the data center's host.
-
-    Plain ``http`` is allowed only to a loopback host (the local emulator); everything else
-    must be ``https`` so the API key never crosses a network in clear.
-    """
-    if endpoint is not None:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigurationError(
-                f"endpoint: must be an http(s) URL with a host, got {endpoint!r}"
-            )
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            raise ConfigurationError(
-                f"endpoint: plain http is only allowed to a loopback address, got host "
-                f"{parts.hostname!r}; use https"
-            )
-        return endpoint.rstrip("/")
-    dc = "01" if data_center is None else str(data_center).strip()
-    dc = {"1": "01", "2": "02", "3": "03"}.get(dc, dc)
-    try:
-        return _spec.DATA_CENTER_HOSTS[dc]
-    except KeyError:
-        raise ConfigurationError(
-            f"data_center: must be one of '01', '02', '03', got {data_center!r}"
-        ) from None
 
 
 def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
@@ -162,15 +122,18 @@ class Config:
         api_key = pick(api_key, "API_KEY")
         data_center = pick(data_center, "DATA_CENTER")
         endpoint = pick(endpoint, "ENDPOINT")
-        for name, value in (("app_id", app_id), ("api_key", api_key)):
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigurationError(f"{name}: must be a non-empty string")
+        if app_id is not None or api_key is not None:
+            # Missing credentials are allowed (the client drops with a reason); wrong ones not.
+            _http.check_credentials(
+                app_id if app_id is not None else "placeholder",
+                api_key if api_key is not None else "placeholder",
+            )
         config = cls(
             app_id=app_id,
             api_key=api_key,
             data_center=data_center,
             endpoint=endpoint,
-            base_url=resolve_base_url(data_center, endpoint),
+            base_url=_http.resolve_base_url(data_center, endpoint),
             **options,
         )
         config._validate()
@@ -225,19 +188,13 @@ class Config:
 
     def headers(self) -> dict[str, str]:
         """The three headers of every request. Holds the key: never log it."""
-        token = base64.b64encode(f"{self.app_id}:{self.api_key}".encode()).decode("ascii")
-        return {
-            "Authorization": f"Basic {token}",
-            "Content-Type": "application/json",
-            _spec.API_KEY_HEADER: str(self.app_id),
-        }
+        return _http.request_headers(str(self.app_id), str(self.api_key))
 
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never appear in a log record (the key and its auth token)."""
         if not self.api_key:
             return ()
-        token = self.headers()["Authorization"].split(" ", 1)[1]
-        return (self.api_key, token)
+        return _http.auth_secrets(str(self.app_id), self.api_key)
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"

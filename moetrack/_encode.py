@@ -28,16 +28,21 @@ def _dumps_json(obj: Any) -> bytes:
     return _json_dumps(obj).encode("utf-8")
 
 
-def _pick_dumps() -> Callable[[Any], bytes]:
+def _dumps_first(obj: Any) -> bytes:
+    """Pick the encoder on first use (so ``import moetrack`` never imports orjson)."""
+    global dumps
     try:
         import orjson
     except ImportError:
-        return _dumps_json
-    return orjson.dumps
+        dumps = _dumps_json
+    else:
+        dumps = orjson.dumps
+    return dumps(obj)
 
 
-#: Compact UTF-8 JSON; orjson when the ``moetrack[orjson]`` extra is installed.
-dumps: Callable[[Any], bytes] = _pick_dumps()
+#: Compact UTF-8 JSON; orjson when the ``moetrack[orjson]`` extra is installed. Call it as
+#: ``_encode.dumps`` (a module attribute): it rebinds itself on first use.
+dumps: Callable[[Any], bytes] = _dumps_first
 
 _BODY_HEAD = b'{"type":"transition","elements":['
 _BODY_TAIL = b"]}"

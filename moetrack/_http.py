@@ -262,6 +262,7 @@ def parse_response(
 def _read_response(
     status: int, content: bytes, retry_after: str | None, secrets: Iterable[str]
 ) -> tuple[dict[str, Any], APIError | None]:
+    secrets = tuple(secrets)  # used twice below; may be a one-shot iterator
     body = _json_object(content)
     if body is not None and 200 <= status < 300 and body.get("status") != "fail":
         return body, None
@@ -278,7 +279,7 @@ def _read_response(
 def _json_object(content: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
 

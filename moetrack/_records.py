@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import _spec, _validate
+from . import _encode, _spec, _validate
 from ._context import Ctx
-from ._encode import dumps, min_body_size
+from ._encode import min_body_size
 from ._exceptions import ValidationError
 
 __all__ = ["DEVICE", "EVENT", "USER", "Item", "Record", "prepare"]
@@ -164,7 +164,7 @@ def _event(e: Mapping[str, Any], max_bytes: int) -> Item:
         action["user_time"] = _validate.timestamp(utime, "user_time")
     if (tz := e.get("user_timezone_offset")) is not None:
         action["user_timezone_offset"] = _validate.timezone_offset(tz)
-    payload = dumps(action)
+    payload = _encode.dumps(action)
     _fits(min_body_size(EVENT, cid, did, payload), max_bytes)
     return Item(EVENT, cid, did, payload)
 
@@ -175,7 +175,7 @@ def _user(e: Mapping[str, Any], max_bytes: int) -> Item:
     element: dict[str, Any] = {"type": "customer", "customer_id": cid}
     if attrs:
         element["attributes"] = attrs
-    payload = dumps(element)
+    payload = _encode.dumps(element)
     _fits(min_body_size(USER, cid, None, payload), max_bytes)
     return Item(USER, cid, None, payload)
 
@@ -193,7 +193,7 @@ def _device(e: Mapping[str, Any], max_bytes: int) -> Item:
     if did is not None:
         element["device_id"] = did
     element["attributes"] = attrs
-    payload = dumps(element)
+    payload = _encode.dumps(element)
     _fits(min_body_size(DEVICE, cid, did, payload), max_bytes)
     return Item(DEVICE, cid, did, payload)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,30 +27,37 @@ LOG_INTERVAL = 10.0
 
 
 class SecretFilter(logging.Filter):
-    """Replaces every known secret in a record of the ``moetrack`` logger with ``***``."""
+    """Replaces the secrets of every live client in a ``moetrack`` log record with ``***``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
+        self._owners: weakref.WeakKeyDictionary[object, tuple[str, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def add(self, secrets: Iterable[str]) -> None:
-        with self._lock:
-            self._secrets.update(s for s in secrets if s)
+    def add(self, owner: object, secrets: Iterable[str]) -> None:
+        self._owners[owner] = tuple(s for s in secrets if s)
+
+    def remove(self, owner: object) -> None:
+        self._owners.pop(owner, None)
+
+    def _secrets(self) -> set[str]:
+        return {s for secrets in list(self._owners.values()) for s in secrets}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        secrets = self._secrets()
+        if not secrets:
             return True
         message = record.getMessage()
         scrubbed = message
-        for secret in self._secrets:
+        for secret in secrets:
             scrubbed = scrubbed.replace(secret, "***")
         if scrubbed != message or record.exc_info:
             record.msg, record.args = scrubbed, None
             if record.exc_info:
                 # A traceback is formatted later from exc_info; fold it in scrubbed now.
                 text = logging.Formatter().formatException(record.exc_info)
-                for secret in self._secrets:
+                for secret in secrets:
                     text = text.replace(secret, "***")
                 record.msg = f"{scrubbed}\n{text}"
                 record.exc_info = None
@@ -70,7 +78,11 @@ class Reporter:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
-        secret_filter.add(secrets)
+        secret_filter.add(self, secrets)
+
+    def close(self) -> None:
+        """The client is shut down: its key need no longer be scrubbed from records."""
+        secret_filter.remove(self)
 
     def log(self, level: int, key: str, message: str, *args: Any) -> None:
         """Log at most one record per ``key`` every LOG_INTERVAL seconds, counting the rest."""
@@ -88,6 +100,10 @@ class Reporter:
             message += " (%d similar messages suppressed)"
             args = (*args, suppressed)
         logger.log(level, message, *args)
+
+    def after_fork_in_child(self) -> None:
+        # Another thread of the parent may have held the lock at the fork.
+        self._lock = threading.Lock()
 
     def error(self, error: MoetrackError) -> None:
         if self._on_error is None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from ._exceptions import TransportError
+from ._http import transport_errors
 
 if TYPE_CHECKING:
     import httpx
@@ -58,17 +59,12 @@ class HTTPTransport:
             return self._client
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
-        import httpx
-
         client = self._get()
+        secrets = (headers.get("Authorization", ""),)
         try:
-            response = client.post(url, content=body, headers=dict(headers), timeout=timeout)
-        except httpx.TimeoutException as exc:
-            raise TransportError(f"timed out after {timeout:g}s: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            # httpx messages name the URL at most; never the headers. Keep just the kind.
-            raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        except OSError as exc:
+            with transport_errors("POST", url, secrets):
+                response = client.post(url, content=body, headers=dict(headers), timeout=timeout)
+        except OSError as exc:  # below httpx: a socket error it did not wrap
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         return Response(response.status_code, response.headers, response.content)
 

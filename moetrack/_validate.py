@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
@@ -25,6 +26,7 @@ __all__ = [
     "device_platform",
     "event_name",
     "event_platform",
+    "is_iso8601",
     "iso_utc",
     "timestamp",
     "timezone_offset",
@@ -166,16 +168,41 @@ def timestamp(value: Any, field: str) -> int | float | str:
             )
         return int(value) if value.is_integer() else value
     if isinstance(value, str):
-        try:
-            datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-        except ValueError:
+        if not is_iso8601(value):
             raise ValidationError(
                 field, f"must be epoch seconds or ISO 8601, got {value!r}", "invalid_time"
-            ) from None
+            )
         return value
     raise ValidationError(
         field, f"must be epoch seconds or ISO 8601, got {type(value).__name__}", "invalid_time"
     )
+
+
+_ISO8601 = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
+    r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,]\d{1,9})?)?"
+    r"(?P<tz>[Zz]|[+-](?P<tzh>\d{2})(?::?(?P<tzm>\d{2}))?)?)?"
+)
+
+
+def is_iso8601(text: str) -> bool:
+    """ISO 8601 as the API takes it: a calendar date, optionally with a time and a UTC
+    offset (``2020-05-31T16:33:35Z``)."""
+    m = _ISO8601.fullmatch(text)
+    if m is None:
+        return False
+    try:
+        datetime(
+            int(m["y"]),
+            int(m["mo"]),
+            int(m["d"]),
+            int(m["h"] or 0),
+            int(m["mi"] or 0),
+            int(m["s"] or 0),
+        )
+    except ValueError:
+        return False
+    return int(m["tzh"] or 0) <= 23 and int(m["tzm"] or 0) <= 59
 
 
 def _utf8(text: str, field: str) -> None:

@@ -19,14 +19,13 @@ the context in the record).
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import signals
+from . import _http, signals
 from ._encode import Batch, Packer
 from ._exceptions import (
     APIError,
@@ -34,7 +33,6 @@ from ._exceptions import (
     MoetrackError,
     TransportError,
     ValidationError,
-    api_error_for,
 )
 from ._ratelimit import WindowLimit
 from ._records import Dropped, Item, prepare
@@ -53,43 +51,6 @@ TAKE_CHUNK = 512
 _monotonic = time.monotonic
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if math.isnan(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _error_from(status: int, headers: Any, body: bytes) -> APIError:
-    import json
-
-    kind, message = "", ""
-    try:
-        payload = json.loads(body)
-        error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict):
-            kind = str(error.get("type", ""))
-            message = str(error.get("message", ""))
-    except ValueError:
-        pass
-    if not message:
-        message = body[:200].decode("utf-8", "replace") or f"HTTP {status}"
-    return api_error_for(status, kind, message, parse_retry_after(headers.get("retry-after")))
-
-
 class Worker:
     """Turns queued records into delivered requests, on its own thread or inline (sync)."""
 
@@ -105,6 +66,7 @@ class Worker:
         )
         self._url = config.url
         self._headers = config.headers() if config.has_credentials else {}
+        self._secrets = config.secrets()
         self._rng = random.Random()
         self._init_state()
 
@@ -156,6 +118,7 @@ class Worker:
     def after_fork_in_child(self) -> None:
         """The child of a fork: forget the parent's records and thread; start afresh."""
         self.queue.clear()
+        self.reporter.after_fork_in_child()
         reset = getattr(self.transport, "reset_after_fork", None)
         if reset is not None:
             reset()
@@ -284,6 +247,9 @@ class Worker:
                 backlog.popleft()
                 continue
             self._deliver(packer.take(), _monotonic())
+            # What remains waits for its own interval, so a burst is sent in full bodies
+            # rather than full ones followed at once by a small remainder.
+            self.oldest = _monotonic()
         if force and len(packer):
             self._deliver(packer.take(), _monotonic())
         if not backlog and not len(packer) and self.queue.size() == 0:
@@ -371,7 +337,12 @@ class Worker:
                 )
                 return
             if status:
-                error = _error_from(status, response.headers, response.body)
+                error = _http.response_error(
+                    status,
+                    response.body,
+                    response.headers.get("retry-after"),
+                    secrets=self._secrets,
+                ) or APIError(f"HTTP {status}", status=status)
             if status == 413:
                 self._split(batch, error, first_attempt)
                 return
