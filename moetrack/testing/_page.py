@@ -366,7 +366,7 @@ _JS = r"""
     if (s >= 200 && s < 300) { cls = "ok"; }
     else if (s >= 400 && s < 500) { cls = "warn"; }
     else if (s >= 500) { cls = "bad"; }
-    return el("span", "badge " + cls, status === undefined ? "?" : status);
+    return el("span", "badge " + cls, status === undefined ? "\u2014" : status);
   }
 
   function countOf(v) {
@@ -501,7 +501,11 @@ _JS = r"""
       var s = td(); s.appendChild(badge(status)); tr.appendChild(s);
       var err = pick(r, "error_type", "error");
       if (err && typeof err === "object") { err = pick(err, "type", "message"); }
-      var errCell = td(err === undefined ? "" : fmtValue(err));
+      var errText = err === undefined ? "" : fmtValue(err);
+      /* An injected fault (dropped connection, delay) is no error type of the API. */
+      var fault = pick(r, "fault");
+      if (fault !== undefined) { errText += (errText ? " \u00b7 " : "") + "fault: " + fault; }
+      var errCell = td(errText);
       var msg = pick(r, "error_message", "message");
       if (msg !== undefined) { errCell.title = fmtValue(msg); }
       tr.appendChild(errCell);
