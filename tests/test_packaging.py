@@ -43,6 +43,7 @@ def test_integrations_import_from_the_source_tree() -> None:
 
     assert str(ROOT / "integrations") in moetrack.integrations.__path__
     names = {p.stem for p in (ROOT / "integrations").glob("*.py")}
+    names |= {p.parent.name for p in (ROOT / "integrations").glob("*/__init__.py")}
     assert {"django", "flask", "celery", "asgi"} <= names
 
 
@@ -79,4 +80,4 @@ def test_a_built_wheel_carries_the_integrations(tmp_path: Path) -> None:
     )
     files = out.stdout.split()
     assert all(str(env_dir) in f for f in files), files
-    assert files[1].endswith(os.path.join("moetrack", "integrations", "django.py"))
+    assert files[1].endswith(os.path.join("moetrack", "integrations", "django", "__init__.py"))
