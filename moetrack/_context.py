@@ -30,7 +30,7 @@ FIELDS = (
 )
 _FIELD_SET = frozenset(FIELDS)
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound="Callable[..., Any] | classmethod[Any, Any, Any] | staticmethod[Any, Any]")
 
 
 class Ctx:

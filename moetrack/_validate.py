@@ -156,9 +156,10 @@ def timestamp(value: Any, field: str) -> int | float | str:
             field, "must be epoch seconds or ISO 8601, got a bool", "invalid_time"
         )
     if isinstance(value, int):
-        if value < 0:
+        if not 0 <= value <= INT_MAX:  # beyond 64 bits orjson cannot encode it
+            shown = value if INT_MIN <= value < 0 else "a number beyond 64 bits"
             raise ValidationError(
-                field, f"epoch seconds must not be negative, got {value}", "invalid_time"
+                field, f"epoch seconds must be >= 0 and fit in 64 bits, got {shown}", "invalid_time"
             )
         return value
     if isinstance(value, float):
@@ -218,24 +219,53 @@ def _utf8(text: str, field: str) -> None:
 _SCALARS = (str, int, float, bool, type(None))
 
 
+#: JSON integers are sent as 64-bit signed numbers: orjson refuses larger ones (the stdlib
+#: encoder does not), so the rule is checked here, the same with either encoder.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def _int64(v: int, field: str) -> int:
+    if not INT_MIN <= v <= INT_MAX:
+        raise ValidationError(
+            field, "must fit in a signed 64-bit integer (send a string instead)", "invalid_value"
+        )
+    return v
+
+
+def _finite(v: float, field: str) -> float:
+    if not math.isfinite(v):
+        raise ValidationError(field, f"must be a finite number (JSON has no {v})", "invalid_value")
+    return v
+
+
 def value(v: Any, field: str, depth: int = 0) -> Any:
     """One attribute value as JSON-native data, or a ValidationError naming ``field``."""
     t = type(v)
     if t is str:
         _utf8(v, field)
         return v
-    if t is int or t is bool or v is None:
+    if t is bool or v is None:
         return v
+    if t is int:
+        return _int64(v, field)
     if t is float:
-        if not math.isfinite(v):
-            raise ValidationError(
-                field, f"must be a finite number (JSON has no {v})", "invalid_value"
-            )
-        return v
+        return _finite(v, field)
     if depth >= MAX_DEPTH:
         raise ValidationError(
             field, f"nests deeper than {MAX_DEPTH} levels (or is cyclic)", "invalid_value"
         )
+    try:
+        return _other(v, t, field, depth)
+    except ValidationError:
+        raise
+    except Exception as exc:
+        # Values this function reads run code of their own (a Mapping's items(), an Enum's
+        # value, a datetime's offset: an aware datetime near year 1 overflows going to UTC).
+        # Whatever that raises is this field's problem, not a failure of the whole worker.
+        raise ValidationError(field, f"could not be converted: {exc!r}", "invalid_value") from None
+
+
+def _other(v: Any, t: type, field: str, depth: int) -> Any:
     if isinstance(v, Mapping):
         out = {}
         for k, item in v.items():
@@ -263,7 +293,16 @@ def value(v: Any, field: str, depth: int = 0) -> Any:
             raise ValidationError(
                 field, f"must be a finite number (JSON has no {v})", "invalid_value"
             )
-        return int(v) if v == v.to_integral_value() else float(v)
+        if v == v.to_integral_value():
+            # At 1e19 and over it cannot fit: refuse before int() builds the number, which for
+            # Decimal("1e9999999") took minutes and stalled the worker.
+            return _int64(int(v) if v.adjusted() <= 18 else INT_MAX + 1, field)
+        number = float(v)
+        if not math.isfinite(number):  # beyond the float range: orjson would send null
+            raise ValidationError(
+                field, "is too large for a JSON number (send a string instead)", "invalid_value"
+            )
+        return number
     if isinstance(v, uuid.UUID):
         return str(v)
     raise ValidationError(
@@ -298,5 +337,15 @@ def attributes(
                 f"the attribute name {name!r} is reserved or empty",
                 "reserved_name",
             )
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                # Unchecked, it failed only in the encoder, as an unnamed "error".
+                raise ValidationError(
+                    f"{field}[{name!r}]",
+                    "attribute names must be valid UTF-8 text (this one holds a lone surrogate)",
+                    "invalid_attribute_name",
+                ) from None
         out[name] = value(v, f"{field}.{name}")
     return out

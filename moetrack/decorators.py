@@ -519,7 +519,7 @@ async def _tracked_agen(
                     item = await agen.asend(sent)
                 else:
                     error, thrown = thrown, None
-                    raise error
+                    item = await agen.athrow(error)
             except StopAsyncIteration:
                 break
             try:
@@ -653,7 +653,7 @@ async def _bound_agen(
                 item = await agen.asend(sent)
             else:
                 error, thrown = thrown, None
-                raise error
+                item = await agen.athrow(error)
         except StopAsyncIteration:
             return
         finally:
