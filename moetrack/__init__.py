@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from contextlib import suppress as _suppress
+from typing import TYPE_CHECKING, Any
 
 from . import signals
 from ._api import device, flush, get_client, identify, init, shutdown, track
@@ -35,7 +35,6 @@ from ._exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from .decorators import track_event
 
 __version__ = "0.1.0"
 
@@ -74,9 +73,24 @@ __all__ = [
     "track_event",
 ]
 
+if TYPE_CHECKING:
+    from .decorators import track_event
+
+
+def __getattr__(name: str) -> Any:
+    # ``track_event`` brings wrapt and inspect: imported on first use, not with moetrack.
+    if name == "track_event":
+        from .decorators import track_event
+
+        globals()["track_event"] = track_event
+        return track_event
+    raise AttributeError(f"module 'moetrack' has no attribute {name!r}")
+
+
 for _name in __all__:
+    if _name == "track_event":
+        continue
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("moetrack._"):
-        with _suppress(AttributeError, TypeError):
-            _obj.__module__ = "moetrack"
-del _name, _obj, _suppress
+        _obj.__module__ = "moetrack"
+del _name, _obj

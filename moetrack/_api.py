@@ -8,7 +8,6 @@ instrumented code runs (and is counted) even where moetrack was never configured
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -87,28 +86,31 @@ if TYPE_CHECKING:
     ) -> None: ...
 
 else:
-    # Plain pass-through keeps the module functions one call away from the client.
+    # Plain pass-through keeps the module functions one call away from the client (the
+    # typed signatures above are for type checkers; the docstrings repeat them).
 
     def track(*args, **kwargs):
-        """Track an event on the default client (see :meth:`Client.track`)."""
+        """track(action, attributes=None, /, *, customer_id=None, device_id=None,
+        platform=None, app_version=None, current_time=None, user_time=None,
+        user_timezone_offset=None, **attrs)
+
+        Track an event on the default client (see :meth:`Client.track`).
+        """
         (_default or get_client()).track(*args, **kwargs)
 
     def identify(*args, **kwargs):
-        """Set user attributes on the default client (see :meth:`Client.identify`)."""
+        """identify(attributes=None, /, *, customer_id=None, **attrs)
+
+        Set user attributes on the default client (see :meth:`Client.identify`).
+        """
         (_default or get_client()).identify(*args, **kwargs)
 
     def device(*args, **kwargs):
-        """Send a device profile on the default client (see :meth:`Client.device`)."""
-        (_default or get_client()).device(*args, **kwargs)
+        """device(attributes=None, /, *, customer_id=None, device_id=None, **attrs)
 
-    for _fn, _method in (
-        (track, Client.track),
-        (identify, Client.identify),
-        (device, Client.device),
-    ):
-        _sig = inspect.signature(_method)
-        _fn.__signature__ = _sig.replace(parameters=list(_sig.parameters.values())[1:])
-        _fn.__doc__ = _method.__doc__
+        Send a device profile on the default client (see :meth:`Client.device`).
+        """
+        (_default or get_client()).device(*args, **kwargs)
 
 
 def flush(timeout: float | None = None) -> bool:

@@ -14,8 +14,7 @@ import os
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import signals
 from ._config import Config
@@ -30,12 +29,10 @@ from ._worker import Worker
 __all__ = ["Client", "Stats"]
 
 _time = time.time
-_element_queued = signals.element_queued
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(NamedTuple):
     """A consistent snapshot of a client's counters, in records (actions, users, devices).
 
     At every moment ``queued == sent + sum(dropped.values()) + failed + pending``.
@@ -221,23 +218,23 @@ class Client:
             self._refused("queue_full", None)
             return
         queue.put(record)
-        if _element_queued.receivers:
+        if signals.built:
             kind = record[0] if type(record) is tuple else record.kind
-            self._reporter.signal(_element_queued, kind=kind)
+            self._reporter.emit("element_queued", kind=kind)
         if self._sync:
             worker.run_inline()
             return
         if worker.thread is None:
             worker.ensure_started()
-        if depth >= self._wake_at:
-            worker.wake.set()
+        if depth >= self._wake_at and not worker.wake.is_set():
+            worker.wake.set()  # Event.set takes a lock: only when the worker is asleep
 
     def _prepare_strict(self, record: Record) -> Any:
         try:
             return prepare(record, self.config.max_batch_bytes, self.config.before_send)
         except ValidationError as exc:
             self._worker.count_caller_drop(exc.reason)
-            self._reporter.signal(signals.element_dropped, reason=exc.reason, error=exc, count=1)
+            self._reporter.emit("element_dropped", reason=exc.reason, error=exc, count=1)
             raise
 
     def _wait_for_room(self) -> bool:
@@ -277,7 +274,7 @@ class Client:
             report.log(30, "caller:" + reason, "dropped a record: %s", reason)
         error = ValidationError("", f"dropped: {reason}" + (f" ({exc})" if exc else ""), reason)
         report.error(error)
-        report.signal(signals.element_dropped, reason=reason, error=error, count=1)
+        report.emit("element_dropped", reason=reason, error=error, count=1)
 
     # -- control -------------------------------------------------------------------------
 

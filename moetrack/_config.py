@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import _http, _spec
 from ._exceptions import ConfigurationError, MoetrackError
@@ -41,12 +40,11 @@ def _positive(name: str, value: float | None, *, allow_none: bool = False) -> No
         raise ConfigurationError(f"{name}: must be a positive number, got {value!r}")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False)
-class Config:
+class Config(NamedTuple):
     """All options of a client. Build it with :meth:`build`; never mutated afterwards."""
 
     app_id: str | None = None
-    api_key: str | None = field(default=None)
+    api_key: str | None = None
     data_center: str | None = None
     endpoint: str | None = None
     #: Largest request body in bytes, measured exactly on the encoded JSON (≤ 100,000).
@@ -91,7 +89,7 @@ class Config:
     #: Where requests go; default: HTTPS through one keep-alive ``httpx.Client``.
     transport: Transport | None = None
     #: Computed: the base URL requests go to.
-    base_url: str = field(default="", init=True)
+    base_url: str = ""
 
     @classmethod
     def build(
@@ -106,7 +104,7 @@ class Config:
     ) -> Config:
         """Resolve arguments, ``MOETRACK_*`` variables and defaults into a valid config."""
         env = os.environ if environ is None else environ
-        known = {f.name for f in fields(cls)} - {"base_url", "app_id", "api_key"}
+        known = set(cls._fields) - {"base_url", "app_id", "api_key"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(

@@ -10,7 +10,6 @@ byte over the limit and the batch's user and event counts are known before the r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +18,35 @@ if TYPE_CHECKING:
 
 __all__ = ["Batch", "Packer", "dumps", "min_body_size"]
 
-_json_dumps = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
-).encode
 
+def _make_json_dumps() -> Callable[[Any], bytes]:
+    """The standard library's C encoder, built once.
 
-def _dumps_json(obj: Any) -> bytes:
-    return _json_dumps(obj).encode("utf-8")
+    ``JSONEncoder.encode`` builds a new C encoder object on every call, which is most of its
+    cost for small objects; building it once halves the time per element. Values reach the
+    encoder already normalised (``_validate``), so it needs no ``default`` and no cycle check.
+    """
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C accelerator
+        import json
+
+        encode = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+        ).encode
+        return lambda obj: encode(obj).encode("utf-8")
+
+    def refuse(obj: Any) -> Any:
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+    c_encode = make(None, refuse, encoder.encode_basestring, None, ":", ",", False, False, False)
+    join = "".join
+
+    def dumps_c(obj: Any) -> bytes:
+        return join(c_encode(obj, 0)).encode("utf-8")
+
+    return dumps_c
 
 
 def _dumps_first(obj: Any) -> bytes:
@@ -34,9 +55,17 @@ def _dumps_first(obj: Any) -> bytes:
     try:
         import orjson
     except ImportError:
-        dumps = _dumps_json
+        dumps = _make_json_dumps()
     else:
-        dumps = orjson.dumps
+        orjson_dumps = orjson.dumps
+
+        def _dumps_orjson(obj: Any) -> bytes:
+            # orjson's bytes object keeps the whole buffer it wrote into (4 KiB at least,
+            # 8 KiB for 1 KB of JSON), and encoded items wait in the backlog: 5,000 of them
+            # held 45 MB. A copy is allocated to size (~0.6 µs per item).
+            return bytes(memoryview(orjson_dumps(obj)))
+
+        dumps = _dumps_orjson
     return dumps(obj)
 
 
@@ -51,12 +80,24 @@ _EVENT_TAIL = b"]}"
 _EVENT_KIND = 0  # _records.EVENT, without importing it (import cycle)
 
 
+_heads: dict[tuple[str, str | None], bytes] = {}
+#: Distinct (customer_id, device_id) heads remembered; the cache is emptied past this.
+_HEADS_MAX = 4096
+
+
 def event_head(customer_id: str, device_id: str | None) -> bytes:
-    """The bytes of an event element before its first action."""
-    head = b'{"type":"event","customer_id":' + dumps(customer_id)
-    if device_id is not None:
-        head += b',"device_id":' + dumps(device_id)
-    return head + b',"actions":['
+    """The bytes of an event element before its first action (remembered per customer)."""
+    key = (customer_id, device_id)
+    head = _heads.get(key)
+    if head is None:
+        head = b'{"type":"event","customer_id":' + dumps(customer_id)
+        if device_id is not None:
+            head += b',"device_id":' + dumps(device_id)
+        head += b',"actions":['
+        if len(_heads) >= _HEADS_MAX:
+            _heads.clear()
+        _heads[key] = head
+    return head
 
 
 def min_body_size(kind: int, customer_id: str, device_id: str | None, payload: bytes) -> int:

@@ -11,18 +11,12 @@ the function that needs it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime
-import email.utils
-import ipaddress
-import json
 import math
 import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
 
 from ._exceptions import APIError, ConfigurationError, TransportError, api_error_for
 from ._spec import API_KEY_HEADER, DATA_CENTER_HOSTS
@@ -90,6 +84,8 @@ def check_base_url(url: str, *, option: str = "endpoint") -> str:
     """
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"{option} must be a non-empty URL string, got {url!r}")
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -123,6 +119,8 @@ def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:
+        import ipaddress
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
@@ -138,6 +136,8 @@ def request_url(base_url: str, endpoint_name: str, app_id: str) -> str:
         raise ValueError(
             f"endpoint name must be letters, digits, '_' or '-', got {endpoint_name!r}"
         )
+    from urllib.parse import quote
+
     return f"{base_url}/v1/{endpoint_name}/{quote(app_id, safe='')}"
 
 
@@ -165,6 +165,8 @@ def check_credentials(app_id: str, api_key: str) -> None:
 
 def basic_auth_header(app_id: str, api_key: str) -> str:
     """Return the ``Authorization`` value: ``Basic base64("{app_id}:{api_key}")`` (UTF-8)."""
+    import base64
+
     token = base64.b64encode(f"{app_id}:{api_key}".encode()).decode("ascii")
     return f"Basic {token}"
 
@@ -214,6 +216,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         seconds = float(value)
         return seconds if math.isfinite(seconds) else None
     try:
+        import datetime
+        import email.utils
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
@@ -278,6 +283,8 @@ def _read_response(
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
     try:
+        import json
+
         value = json.loads(content)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None

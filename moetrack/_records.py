@@ -115,6 +115,8 @@ def _merge_user_attrs(
 
 def prepare(record: Record, max_bytes: int, before_send: BeforeSend | None = None) -> Item:
     """Validate and encode one record. Raises ValidationError (or Dropped)."""
+    if before_send is None and record[0] == EVENT:
+        return _event_record(record, max_bytes)
     element = as_element(record)
     if before_send is not None:
         changed = before_send(element)
@@ -147,8 +149,58 @@ def _mapping(value: Any, field: str = "attributes") -> Mapping[str, Any]:
     return value
 
 
+_valid_ids: dict[Any, str] = {}
+
+
+def _customer_id(value: Any) -> str:
+    """``_validate.customer_id``, remembered: most records repeat a few customers."""
+    if type(value) is not str:  # ints and the like: checked every time (42.0 == 42)
+        return _validate.customer_id(value)
+    valid = _valid_ids.get(value)
+    if valid is None:
+        valid = _validate.customer_id(value)
+        if len(_valid_ids) >= 4096:
+            _valid_ids.clear()
+        _valid_ids[value] = valid
+    return valid
+
+
+def _event_record(record: Record, max_bytes: int) -> Item:
+    """The event path without ``before_send``: no intermediate element dict."""
+    (_, ctx, t, action, mapping, attrs, cid, did, platform, app_version, ctime, utime, tz) = record
+    cid = _customer_id(cid if cid is not None else ctx.customer_id)
+    if did is None:
+        did = ctx.device_id
+    if did is not None:
+        did = _validate.device_id(did)
+    out: dict[str, Any] = {"action": _validate.event_name(action)}
+    merged = (
+        attrs if ctx.attributes is None and mapping is None else _merge_attrs(ctx, mapping, attrs)
+    )
+    if merged:
+        out["attributes"] = _validate.attributes(merged, _spec.RESERVED_EVENT_NAMES)
+    if platform is None:
+        platform = ctx.platform
+    if platform is not None:
+        out["platform"] = _validate.event_platform(platform)
+    if app_version is None:
+        app_version = ctx.app_version
+    if app_version is not None:
+        out["app_version"] = _text(app_version, "app_version")
+    out["current_time"] = int(t) if ctime is None else _validate.timestamp(ctime, "current_time")
+    if utime is not None:
+        out["user_time"] = _validate.timestamp(utime, "user_time")
+    if tz is None:
+        tz = ctx.user_timezone_offset
+    if tz is not None:
+        out["user_timezone_offset"] = _validate.timezone_offset(tz)
+    payload = _encode.dumps(out)
+    _fits(min_body_size(EVENT, cid, did, payload), max_bytes)
+    return Item(EVENT, cid, did, payload)
+
+
 def _event(e: Mapping[str, Any], max_bytes: int) -> Item:
-    cid = _validate.customer_id(e.get("customer_id"))
+    cid = _customer_id(e.get("customer_id"))
     did = _validate.device_id(e.get("device_id"))
     action: dict[str, Any] = {"action": _validate.event_name(e.get("action"))}
     attrs = _validate.attributes(_mapping(e.get("attributes")), _spec.RESERVED_EVENT_NAMES)

@@ -13,11 +13,13 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from blinker import NamedSignal
-
+from . import signals
 from ._exceptions import MoetrackError
+
+if TYPE_CHECKING:
+    from blinker import NamedSignal
 
 __all__ = ["Reporter", "SecretFilter", "logger"]
 
@@ -112,6 +114,11 @@ class Reporter:
             self._on_error(error)
         except Exception:
             logger.exception("the on_error callback raised")
+
+    def emit(self, name: str, **kwargs: Any) -> None:
+        """Send the signal ``name`` if anyone could be listening (no blinker import if not)."""
+        if signals.built:
+            self.signal(getattr(signals, name), **kwargs)
 
     def signal(self, signal: NamedSignal, **kwargs: Any) -> None:
         if not signal.receivers:

@@ -7,7 +7,7 @@ attempt ``n`` and whether a batch's retry deadline has passed.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 
@@ -15,8 +15,7 @@ __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Backoff of ``backoff * 2**attempt`` seconds, capped at ``backoff_max``, jittered."""
 
     backoff: float = 0.5

@@ -327,25 +327,37 @@ def attributes(
     """Check names against ``reserved`` and every value; return the wire form."""
     out: dict[str, Any] = {}
     for name, v in attrs.items():
-        if not isinstance(name, str):
-            raise ValidationError(
-                f"{field}[{name!r}]", "attribute names must be strings", "invalid_attribute_name"
-            )
-        if name in reserved or not name.strip():
-            raise ValidationError(
-                f"{field}.{name}" if name else field,
-                f"the attribute name {name!r} is reserved or empty",
-                "reserved_name",
-            )
-        if not name.isascii():
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                # Unchecked, it failed only in the encoder, as an unnamed "error".
-                raise ValidationError(
-                    f"{field}[{name!r}]",
-                    "attribute names must be valid UTF-8 text (this one holds a lone surrogate)",
-                    "invalid_attribute_name",
-                ) from None
-        out[name] = value(v, f"{field}.{name}")
+        if type(name) is not str or name in reserved or not name.isascii() or name.isspace():
+            _check_name(name, reserved, field)
+        # Fast path for the common scalars; the field path is built only when needed.
+        t = type(v)
+        if (t is str and v.isascii()) or t is int or t is bool or v is None:
+            out[name] = v
+        elif t is float and v - v == 0.0:  # finite: inf - inf and nan - nan are nan
+            out[name] = v
+        else:
+            out[name] = value(v, f"{field}.{name}")
     return out
+
+
+def _check_name(name: Any, reserved: frozenset[str], field: str) -> None:
+    if not isinstance(name, str):
+        raise ValidationError(
+            f"{field}[{name!r}]", "attribute names must be strings", "invalid_attribute_name"
+        )
+    if name in reserved or not name.strip():
+        raise ValidationError(
+            f"{field}.{name}" if name else field,
+            f"the attribute name {name!r} is reserved or empty",
+            "reserved_name",
+        )
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            # Unchecked, it failed only in the encoder, as an unnamed "error".
+            raise ValidationError(
+                f"{field}[{name!r}]",
+                "attribute names must be valid UTF-8 text (this one holds a lone surrogate)",
+                "invalid_attribute_name",
+            ) from None

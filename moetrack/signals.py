@@ -21,7 +21,18 @@ rate_limited       wait, users, events                 the client waits for its 
 
 from __future__ import annotations
 
-from blinker import Namespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from blinker import NamedSignal, Namespace
+
+    namespace: Namespace
+    element_queued: NamedSignal
+    element_dropped: NamedSignal
+    batch_sent: NamedSignal
+    batch_failed: NamedSignal
+    request_retried: NamedSignal
+    rate_limited: NamedSignal
 
 __all__ = [
     "batch_failed",
@@ -33,17 +44,34 @@ __all__ = [
     "request_retried",
 ]
 
-namespace = Namespace()
+_SIGNALS = {
+    "element_queued": ("element-queued", "A record was accepted by a client."),
+    "element_dropped": (
+        "element-dropped",
+        "Records were dropped; ``reason`` says why, ``error`` has the details.",
+    ),
+    "batch_sent": ("batch-sent", "A request was delivered (2xx)."),
+    "batch_failed": ("batch-failed", "Records were given up on; ``error`` says why."),
+    "request_retried": ("request-retried", "A request will be retried after ``delay``."),
+    "rate_limited": ("rate-limited", "The client waits ``wait`` seconds for its limits."),
+}
 
-element_queued = namespace.signal("element-queued", doc="A record was accepted by a client.")
-element_dropped = namespace.signal(
-    "element-dropped", doc="Records were dropped; ``reason`` says why, ``error`` has the details."
-)
-batch_sent = namespace.signal("batch-sent", doc="A request was delivered (2xx).")
-batch_failed = namespace.signal("batch-failed", doc="Records were given up on; ``error`` says why.")
-request_retried = namespace.signal(
-    "request-retried", doc="A request will be retried after ``delay``."
-)
-rate_limited = namespace.signal(
-    "rate-limited", doc="The client waits ``wait`` seconds for its limits."
-)
+#: True once the signals exist. blinker is imported (and the signals built) on the first
+#: access to one of them, so ``import moetrack`` stays light and a process that never
+#: connects a receiver never pays for signals.
+built = False
+
+
+def __getattr__(name: str) -> Any:
+    global built
+    if name != "namespace" and name not in _SIGNALS:
+        raise AttributeError(f"module 'moetrack.signals' has no attribute {name!r}")
+    from blinker import Namespace
+
+    space = Namespace()
+    values: dict[str, Any] = {"namespace": space}
+    for attr, (signal_name, doc) in _SIGNALS.items():
+        values[attr] = space.signal(signal_name, doc=doc)
+    globals().update(values)
+    built = True
+    return values[name]

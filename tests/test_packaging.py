@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_all_is_sorted_and_complete() -> None:
     assert moetrack.__all__ == sorted(moetrack.__all__)
+    for name in moetrack.__all__:
+        getattr(moetrack, name)  # lazily imported names appear on first access
     public = {n for n in vars(moetrack) if not n.startswith("_")}
     assert set(moetrack.__all__) <= public
     for name in moetrack.__all__:
