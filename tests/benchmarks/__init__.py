@@ -1,0 +1,1 @@
+"""moetrack next to segment-analytics-python and posthog: ``python -m tests.benchmarks``."""
