@@ -302,6 +302,15 @@ class Client:
             self._worker.transport.close()
         except Exception:
             logger.exception("closing the transport failed")
+        worker = self._worker
+        if worker.thread is None or worker.exited:
+            # A call that passed the door just before shutdown began: nobody will send it.
+            with worker.lock:
+                late = len(self._queue.take(1 << 62))
+                worker.caller_dropped += late
+                if late:
+                    worker.dropped["shutdown"] += late
+            complete = complete or worker.held == 0
         if not complete:
             pending = self.stats().pending
             logger.error(

@@ -112,7 +112,7 @@ class Reporter:
             return
         try:
             self._on_error(error)
-        except Exception:
+        except BaseException:  # even SystemExit: user code must not stop the worker
             logger.exception("the on_error callback raised")
 
     def emit(self, name: str, **kwargs: Any) -> None:
@@ -125,5 +125,5 @@ class Reporter:
             return
         try:
             signal.send(self._sender, **kwargs)
-        except Exception:
+        except BaseException:  # even SystemExit: user code must not stop the worker
             logger.exception("a receiver of the %r signal raised", signal.name)

@@ -330,10 +330,16 @@ def attributes(
         if type(name) is not str or name in reserved or not name.isascii() or name.isspace():
             _check_name(name, reserved, field)
         # Fast path for the common scalars; the field path is built only when needed.
+        # (An int beyond 64 bits, or a float that is not finite - inf - inf and nan - nan are
+        # nan - goes to value(), which refuses it.)
         t = type(v)
-        if (t is str and v.isascii()) or t is int or t is bool or v is None:
-            out[name] = v
-        elif t is float and v - v == 0.0:  # finite: inf - inf and nan - nan are nan
+        if (
+            (t is str and v.isascii())
+            or t is bool
+            or v is None
+            or (t is int and INT_MIN <= v <= INT_MAX)
+            or (t is float and v - v == 0.0)
+        ):
             out[name] = v
         else:
             out[name] = value(v, f"{field}.{name}")

@@ -20,12 +20,13 @@ the context in the record).
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING
 
-from . import _http, signals
+from . import _http
 from ._encode import Batch, Packer
 from ._exceptions import (
     APIError,
@@ -48,6 +49,8 @@ __all__ = ["Worker"]
 
 #: Records taken from the queue per lock round-trip.
 TAKE_CHUNK = 512
+#: Seconds stop() waits past its deadline for the worker to count what is left and exit.
+STOP_GRACE = 0.25
 _monotonic = time.monotonic
 
 
@@ -103,6 +106,11 @@ class Worker:
         self.flush_requests = 0
         self.stopping = False
         self.stop_deadline: float | None = None
+        self.stop_timeout = config.shutdown_timeout  # what stop() was given, for the report
+        # Records of batches that met the stop deadline: still held, counted as failed (with
+        # everything not yet sent) in one report by _give_up_remaining.
+        self.abandoned = 0
+        self.abandon_cause: MoetrackError | None = None
         self.exited = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -123,6 +131,7 @@ class Worker:
         if reset is not None:
             reset()
         self._init_state()
+        _stop_when_multiprocessing_child_ends(self)
 
     def _run(self) -> None:
         while True:
@@ -131,7 +140,10 @@ class Worker:
             try:
                 if self._cycle():
                     return
-            except Exception:  # never let the worker die: log, and go on with the next cycle
+            # Never let the worker die: log, and go on with the next cycle. BaseException too:
+            # only user code (a callback calling sys.exit()) raises SystemExit on this thread,
+            # where it cannot end the process but silently ended the worker.
+            except BaseException:
                 logger.exception("unexpected error in the worker; it continues")
 
     def _wait_timeout(self) -> float | None:
@@ -152,7 +164,7 @@ class Worker:
             )
         )
         self.send_ready(force=due)
-        if self.stopping and (self._deadline_passed() or self._idle()):
+        if self.stopping and (self._stop_due() or self._idle()):
             self._give_up_remaining()
             with self.lock:
                 self.exited = True
@@ -198,6 +210,8 @@ class Worker:
         max_bytes = config.max_batch_bytes
         before_send = config.before_send
         while True:
+            if self._stop_due():
+                return  # preparing more only delays the exit; _give_up_remaining counts it
             with self.lock:
                 records = self.queue.take(TAKE_CHUNK)
                 n = len(records)
@@ -218,7 +232,9 @@ class Worker:
                     self._drop(exc.reason, exc)
                 except Dropped:
                     self._drop("before_send", None)
-                except Exception as exc:  # a before_send or context callable that raised
+                # before_send, or a value's own code (a Mapping's items()), raised; even
+                # SystemExit is this record's problem, never the end of the worker.
+                except BaseException as exc:
                     self._drop(
                         "error",
                         ValidationError(
@@ -234,7 +250,7 @@ class Worker:
         if error is not None:
             report.log(30, "drop:" + reason, "dropped an element: %s", error)
             report.error(error)
-        report.signal(signals.element_dropped, reason=reason, error=error, count=1)
+        report.emit("element_dropped", reason=reason, error=error, count=1)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -243,6 +259,8 @@ class Worker:
         packer = self.packer
         backlog = self.backlog
         while backlog:
+            if self._stop_due():
+                return  # _give_up_remaining counts the rest, in one report
             if packer.add(backlog[0]):
                 backlog.popleft()
                 continue
@@ -250,7 +268,7 @@ class Worker:
             # What remains waits for its own interval, so a burst is sent in full bodies
             # rather than full ones followed at once by a small remainder.
             self.oldest = _monotonic()
-        if force and len(packer):
+        if force and len(packer) and not self._stop_due():
             self._deliver(packer.take(), _monotonic())
         if not backlog and not len(packer) and self.queue.size() == 0:
             self.oldest = None
@@ -275,6 +293,25 @@ class Worker:
     def _deadline_passed(self) -> bool:
         return self.stop_deadline is not None and _monotonic() >= self.stop_deadline
 
+    def _stop_due(self) -> bool:
+        """Stopping, and either the deadline passed or a batch could not be sent before it:
+        send nothing more (a request after the deadline only makes the exit later, and sending
+        later batches past an abandoned one would break the order)."""
+        return self.stop_deadline is not None and (
+            self.abandoned > 0 or _monotonic() >= self.stop_deadline
+        )
+
+    def _abandon(self, batch: Batch, cause: MoetrackError | None) -> None:
+        """The stop deadline came first: leave the batch to _give_up_remaining.
+
+        Failing it here, batch by batch, reported only the first of them (the log is
+        rate-limited per kind) and made one more request per remaining batch after the
+        deadline; the exit log then understated what was lost.
+        """
+        self.abandoned += len(batch)
+        if cause is not None:
+            self.abandon_cause = cause
+
     def _deliver(self, batch: Batch, first_attempt: float) -> None:
         if not self.config.send:
             self._finish(len(batch), dropped="send_disabled")
@@ -282,31 +319,32 @@ class Worker:
         attempt = 0
         report = self.reporter
         config = self.config
+        error: MoetrackError | None = None
         while True:
+            if self._stop_due():
+                self._abandon(batch, error)
+                return
             now = _monotonic()
             wait = max(
                 self.users.wait_time(batch.users, now), self.events.wait_time(batch.events, now)
             )
             if wait > 0:
-                report.signal(
-                    signals.rate_limited, wait=wait, users=batch.users, events=batch.events
-                )
+                report.emit("rate_limited", wait=wait, users=batch.users, events=batch.events)
                 report.log(20, "ratelimit", "waiting %.1fs for the client-side rate limit", wait)
                 if not self._sleep(wait):
-                    self._fail(batch, None, "the shutdown timeout ran out while rate-limited")
+                    self._abandon(batch, error)
                     return
                 continue
             timeout = config.timeout
             if self.stop_deadline is not None:
                 timeout = max(0.05, min(timeout, self.stop_deadline - now))
-            error: MoetrackError
             try:
                 response = self.transport.send(self._url, batch.body, self._headers, timeout)
             except TransportError as exc:
-                error = exc
+                error = self._scrubbed(exc)
                 status = 0
             except Exception as exc:  # a custom transport that broke its contract
-                error = TransportError(f"{type(exc).__name__}: {exc}")
+                error = self._scrubbed(TransportError(f"{type(exc).__name__}: {exc}"))
                 status = 0
             else:
                 status = response.status
@@ -327,8 +365,8 @@ class Worker:
                         batch.users,
                         batch.events,
                     )
-                report.signal(
-                    signals.batch_sent,
+                report.emit(
+                    "batch_sent",
                     records=len(batch),
                     bytes=len(batch.body),
                     users=batch.users,
@@ -361,14 +399,23 @@ class Worker:
                 return
             with self.lock:
                 self.retried += 1
-            report.signal(signals.request_retried, attempt=attempt + 1, delay=delay, error=error)
+            report.emit("request_retried", attempt=attempt + 1, delay=delay, error=error)
             report.log(30, "retry", "request failed (%s); retrying in %.2fs", error, delay)
             attempt += 1
             if not self._sleep(delay):
-                self._fail(batch, error, "the shutdown timeout ran out while retrying")
+                self._abandon(batch, error)
                 return
 
-    def _split(self, batch: Batch, error: MoetrackError, first_attempt: float) -> None:
+    def _scrubbed(self, error: TransportError) -> TransportError:
+        """The error, or a copy without the key if its message quotes it: a custom transport
+        may quote the request headers, and on_error and the signals get the error as it is
+        (only log records are scrubbed)."""
+        text = str(error)
+        if any(secret in text for secret in self._secrets):
+            return TransportError(_http.redact(text, self._secrets))
+        return error
+
+    def _split(self, batch: Batch, error: MoetrackError | None, first_attempt: float) -> None:
         items = batch.items
         if len(items) == 1:
             self._fail(batch, error, "the server refused a single element as too large")
@@ -387,11 +434,12 @@ class Worker:
         error = DeliveryError(f"{n} records not delivered: {why}: {cause}", count=n, cause=cause)
         self.reporter.log(40, "fail", "%s", error)
         self.reporter.error(error)
-        self.reporter.signal(signals.batch_failed, records=n, error=error)
+        self.reporter.emit("batch_failed", records=n, error=error)
 
     def _give_up_remaining(self) -> None:
         """At the stop deadline: count what is left as failed, once, and say how many."""
-        n = len(self.packer) + len(self.backlog)
+        n = self.abandoned + len(self.packer) + len(self.backlog)
+        cause, self.abandoned, self.abandon_cause = self.abandon_cause, 0, None
         self.packer.take()
         self.backlog.clear()
         with self.lock:
@@ -404,12 +452,14 @@ class Worker:
             self._finish(n, failed=n)
             error = DeliveryError(
                 f"{n} records not delivered before the shutdown timeout "
-                f"({self.config.shutdown_timeout:g}s)",
+                f"({self.stop_timeout:g}s)"
+                + (f"; last error: {cause}" if cause is not None else ""),
                 count=n,
+                cause=cause,
             )
             self.reporter.log(40, "lost", "%s", error)
             self.reporter.error(error)
-            self.reporter.signal(signals.batch_failed, records=n, error=error)
+            self.reporter.emit("batch_failed", records=n, error=error)
 
     # -- flush and stop (called from other threads) ----------------------------------------
 
@@ -444,6 +494,7 @@ class Worker:
             if not self.stopping:
                 self.stopping = True
                 self.stop_deadline = _monotonic() + timeout
+                self.stop_timeout = timeout
             thread = self.thread
         if thread is None:
             if self.config.sync:
@@ -456,5 +507,44 @@ class Worker:
                 self._give_up_remaining()
         else:
             self.wake.set()
-            thread.join(timeout + 1.0)
+            # The worker keeps to the deadline by itself: requests sent while stopping have
+            # their timeout cut to it, waits end at it, and what is left is counted at once.
+            # Only a request sent before stop() can outlast it (it has the whole `timeout`
+            # option); then stop() returns at the deadline anyway and the caller reports the
+            # records still pending, rather than holding the exit for up to `timeout` more.
+            thread.join(timeout + STOP_GRACE)
         return self.held == 0 and self.queue.size() == 0
+
+
+# -- processes forked by multiprocessing -------------------------------------------------------
+
+
+def _stop_when_multiprocessing_child_ends(worker: Worker) -> None:
+    """Flush when a child forked by ``multiprocessing`` ends (a Pool worker, a Process).
+
+    multiprocessing ends the processes it forks with ``os._exit()``, which skips ``atexit``:
+    whatever such a child tracked in its last flush interval was lost without a word. Its own
+    exit hook runs the finalizers registered after it has set the child up (it clears the
+    parent's first), so ask to register one at that point. Nothing happens when
+    multiprocessing is not in use, or the child is killed (``Pool.terminate()``).
+    """
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.register_after_fork(worker, _register_exit_finalizer)
+
+
+def _register_exit_finalizer(worker: Worker) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _stop_at_child_exit, args=(worker,), exitpriority=0)
+
+
+def _stop_at_child_exit(worker: Worker) -> None:
+    if worker.stopping:
+        return  # shut down already
+    if not worker.stop(worker.config.shutdown_timeout):
+        logger.error(
+            "%d records not delivered when this process ended (shutdown timeout %gs)",
+            worker.held + worker.queue.size(),
+            worker.config.shutdown_timeout,
+        )

@@ -318,26 +318,7 @@ class _Tracker:
         value: Any,
     ) -> None:
         """Track a call that returned ``value``; raises only in strict mode."""
-        client = self.client
-        try:
-            duration = (_clock() - start) * 1000.0
-            if client is None:
-                client = _api._default or _api.get_client()
-            attrs = self.fixed.copy()
-            if self.steps:
-                self._capture(attrs, instance, args, kwargs)
-            if self.result is not None:
-                self._add_result(attrs, value, client)
-            attrs["duration_ms"] = duration
-            attrs["success"] = True
-            client.track(self.name, attrs)
-        except ValidationError:
-            # Client.track raises only in strict mode, and then the caller asked for it.
-            if client is not None and client.config.strict:
-                raise
-            self._problem(client, "tracking failed")
-        except Exception:
-            self._problem(client, "tracking failed")
+        self._send(instance, args, kwargs, start, value=value, error=None)
 
     def failed(
         self,
@@ -348,6 +329,18 @@ class _Tracker:
         error: BaseException,
     ) -> None:
         """Track a call that raised ``error``; never raises (the caller re-raises ``error``)."""
+        self._send(instance, args, kwargs, start, value=None, error=error)
+
+    def _send(
+        self,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: float,
+        *,
+        value: Any,
+        error: BaseException | None,
+    ) -> None:
         client = self.client
         try:
             duration = (_clock() - start) * 1000.0
@@ -356,12 +349,21 @@ class _Tracker:
             attrs = self.fixed.copy()
             if self.steps:
                 self._capture(attrs, instance, args, kwargs)
+            if error is None and self.result is not None:
+                self._add_result(attrs, value, client)
             attrs["duration_ms"] = duration
-            attrs["success"] = False
-            attrs["error"] = type(error).__name__
+            attrs["success"] = error is None
+            if error is not None:
+                attrs["error"] = type(error).__name__
             client.track(self.name, attrs)
+        except ValidationError:
+            # Client.track raises only in strict mode, and then the caller asked for it; a
+            # failed call's own exception always wins over a tracking problem.
+            if error is None and client is not None and client.config.strict:
+                raise
+            self._problem(client, "tracking failed")
         except Exception:
-            self._problem(client, "tracking a failed call failed")
+            self._problem(client, "tracking failed")
 
     def _add_result(self, attrs: dict[str, Any], value: Any, client: Client) -> None:
         try:

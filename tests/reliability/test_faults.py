@@ -1,0 +1,373 @@
+"""The fault matrix: every way the server or the network can misbehave, each with the
+accounting invariant sampled while the fault is active and checked at the end, and each
+event accounted for at the emulator (exactly once, or at least once where a response came
+too late — the one documented exception)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import moetrack
+from moetrack import signals
+from moetrack.testing import Emulator
+
+from ..conftest import ClientFactory
+from .conftest import (
+    SCRIPT_PRELUDE,
+    Processes,
+    Sampler,
+    assert_accounted,
+    assert_exactly_once_in_order,
+    child_env,
+    free_port,
+    received,
+    track_numbered,
+    wait_until,
+)
+
+CUSTOMERS = [f"fault-user-{n}" for n in range(4)]
+
+
+class Recorder:
+    """Keeps what one signal sent for one client (blinker holds receivers weakly: this
+    object holds it)."""
+
+    def __init__(self, signal: Any, client: moetrack.Client) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._signal = signal
+        signal.connect(self._receive, sender=client)
+
+    def _receive(self, sender: Any, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+    def close(self) -> None:
+        self._signal.disconnect(self._receive)
+
+
+def warm_up(client: moetrack.Client) -> None:
+    """One delivered event first, so a timed fault meets requests rather than the client's
+    start-up (the first request of a client builds its HTTP client and TLS context)."""
+    client.track("WarmUp", customer_id="warm-up-user")
+    assert client.flush(10)
+
+
+def track_in_background(
+    client: moetrack.Client, n: int, seconds: float
+) -> tuple[threading.Thread, dict[str, list[int]]]:
+    """Spread ``n`` numbered events over ``seconds`` on another thread (so they keep coming
+    while a fault starts, lasts and ends)."""
+    expected: dict[str, list[int]] = {c: [] for c in CUSTOMERS}
+
+    def produce() -> None:
+        pause = seconds / n
+        for seq in range(n):
+            customer = CUSTOMERS[seq % len(CUSTOMERS)]
+            client.track("Storm", customer_id=customer, seq=seq)
+            expected[customer].append(seq)
+            time.sleep(pause)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    return thread, expected
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_storm_of_a_few_hundred_ms_loses_nothing_and_sends_nothing_twice(
+    status: int, emulator: Emulator, make_client: ClientFactory
+) -> None:
+    client = make_client(max_batch_size=25)
+    warm_up(client)
+    emulator.fail_for(0.4, status)
+    with Sampler(client) as sampler:
+        producer, expected = track_in_background(client, 200, 0.6)
+        producer.join()
+        assert client.flush(20)
+    sampler.check()
+    stats = assert_accounted(client)
+    assert (stats.sent, stats.failed, stats.pending, stats.dropped) == (201, 0, 0, {})
+    assert stats.retried >= 1
+    assert sum(r["status"] == status for r in emulator.requests()) == stats.retried
+    assert_exactly_once_in_order(emulator, expected)
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.15], ids=["no-retry-after", "retry-after"])
+def test_429_storm_is_waited_out(
+    retry_after: float | None, emulator: Emulator, make_client: ClientFactory
+) -> None:
+    client = make_client(max_batch_size=25, retry_backoff=0.02, retry_backoff_max=0.1)
+    warm_up(client)
+    retries = Recorder(signals.request_retried, client)
+    emulator.fail_for(0.4, 429, retry_after=retry_after)
+    try:
+        with Sampler(client) as sampler:
+            producer, expected = track_in_background(client, 150, 0.5)
+            producer.join()
+            assert client.flush(20)
+    finally:
+        retries.close()
+    sampler.check()
+    stats = assert_accounted(client)
+    assert (stats.sent, stats.failed, stats.pending) == (151, 0, 0)
+    delays = [call["delay"] for call in retries.calls]
+    assert delays
+    assert len(delays) == stats.retried
+    assert all(isinstance(call["error"], moetrack.RateLimitedError) for call in retries.calls)
+    if retry_after is None:
+        assert all(0 < d <= 0.1 for d in delays)  # capped backoff with jitter
+        assert len(set(delays)) > 1
+    else:
+        assert delays == [retry_after] * len(delays)  # the server's word, exactly
+    assert_exactly_once_in_order(emulator, expected)
+
+
+def test_connections_closed_mid_request_are_retried_exactly_once(
+    emulator: Emulator, make_client: ClientFactory
+) -> None:
+    errors: list[moetrack.MoetrackError] = []
+    client = make_client(max_batch_size=40, on_error=errors.append)
+    retries = Recorder(signals.request_retried, client)
+    emulator.drop_connections(6)
+    try:
+        with Sampler(client) as sampler:
+            expected = track_numbered(client, 400, CUSTOMERS)
+            assert client.flush(20)
+    finally:
+        retries.close()
+    sampler.check()
+    stats = assert_accounted(client)
+    assert (stats.sent, stats.failed, stats.retried) == (400, 0, 6)
+    assert all(isinstance(c["error"], moetrack.TransportError) for c in retries.calls)
+    dropped = [r for r in emulator.requests() if r["fault"] == "drop_connection"]
+    assert len(dropped) == 6
+    assert errors == []
+    assert_exactly_once_in_order(emulator, expected)
+
+
+def test_a_slow_response_within_the_timeout_is_exactly_once(
+    emulator: Emulator, make_client: ClientFactory
+) -> None:
+    client = make_client(timeout=2.0, max_batch_size=50)
+    emulator.delay(0.3)
+    with Sampler(client) as sampler:
+        expected = track_numbered(client, 150, CUSTOMERS)
+        assert client.flush(20)
+    emulator.clear_faults()
+    sampler.check()
+    stats = assert_accounted(client)
+    assert (stats.sent, stats.retried) == (150, 0)
+    assert_exactly_once_in_order(emulator, expected)
+
+
+def test_a_response_slower_than_the_timeout_is_delivered_at_least_once_with_a_duplicate(
+    emulator: Emulator, make_client: ClientFactory
+) -> None:
+    """The documented exception to exactly once: the server stored the batch, its answer
+    came after the client's timeout, so the client sent it again."""
+    client = make_client(timeout=0.25, flush_interval=30)
+    retries = Recorder(signals.request_retried, client)
+    emulator.delay(1.0, n=1)  # the first request is stored at once, answered after 1 s
+    try:
+        with Sampler(client) as sampler:
+            expected = track_numbered(client, 20, ["slow-user"])
+            assert client.flush(20)
+    finally:
+        retries.close()
+    sampler.check()
+    stats = assert_accounted(client)
+    # The client counts each record once: it cannot know the first attempt was stored.
+    assert (stats.sent, stats.failed, stats.retried, stats.requests) == (20, 0, 1, 2)
+    assert isinstance(retries.calls[0]["error"], moetrack.TransportError)
+    assert "Timeout" in str(retries.calls[0]["error"])
+    # At the emulator: the whole batch twice, in order — every event at least once.
+    assert received(emulator, "slow-user") == expected["slow-user"] * 2
+    assert [r["status"] for r in emulator.requests()] == [200, 200]
+
+
+def test_a_server_down_at_start_that_comes_up_later_gets_everything_once(
+    make_client: ClientFactory,
+) -> None:
+    port = free_port()
+    late = Emulator(port=port)  # not started: nothing listens on the port yet
+    client = make_client(late, max_batch_size=50, retry_backoff=0.05, retry_backoff_max=0.2)
+    try:
+        with Sampler(client) as sampler:
+            expected = track_numbered(client, 300, CUSTOMERS)
+            assert wait_until(lambda: client.stats().retried >= 3, timeout=10)
+            assert client.stats().sent == 0
+            late.start()
+            assert late.port == port
+            assert client.flush(20)
+        sampler.check()
+        stats = assert_accounted(client)
+        assert (stats.sent, stats.failed, stats.pending) == (300, 0, 0)
+        assert_exactly_once_in_order(late, expected)
+    finally:
+        client.shutdown(2)
+        late.stop()
+
+
+NEVER_ANSWERS = """
+import os, re
+_exit["client"] = client = moetrack.Client(
+    "NEVERAPP", "never-key", endpoint=os.environ["ENDPOINT"], max_batch_size=100,
+    flush_interval=0.05, retry_backoff=0.05, retry_backoff_max=0.2,
+    shutdown_timeout=float(os.environ["SHUTDOWN_TIMEOUT"]),
+    timeout=float(os.environ.get("TIMEOUT", "10")),
+)
+_exit["extra"] = tried = {"batches": 0}
+
+def on_retry(sender, attempt, **kwargs):
+    if attempt == 1:  # a batch's first failure: one more batch was tried
+        tried["batches"] += 1
+
+moetrack.signals.request_retried.connect(on_retry)
+for n in range(3000):
+    client.track("Lost", customer_id="never-user", n=n)
+time.sleep(float(os.environ.get("BEFORE_EXIT", "0.3")))
+"""
+
+
+@pytest.mark.parametrize(
+    ("server", "request_timeout"),
+    [("refused", 10.0), ("hung", 0.5), ("hung", 60.0)],
+    ids=["nothing-listens", "hung", "hung-request-in-flight-with-a-long-timeout"],
+)
+def test_a_server_that_never_comes_back_costs_at_most_the_shutdown_timeout_at_exit(
+    server: str, request_timeout: float, emulator: Emulator, processes: Processes
+) -> None:
+    if server == "hung":
+        emulator.pause()
+        endpoint = emulator.url
+    else:
+        endpoint = f"http://127.0.0.1:{free_port()}"
+    shutdown_timeout = 1.5
+    done = processes.run_script(
+        SCRIPT_PRELUDE + NEVER_ANSWERS,
+        env=child_env(
+            ENDPOINT=endpoint,
+            SHUTDOWN_TIMEOUT=str(shutdown_timeout),
+            TIMEOUT=str(request_timeout),
+            # long enough for the first request to be sent (and hang) before the exit
+            BEFORE_EXIT="0.5",
+        ),
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    report = done.last_json()
+    # The exit hook keeps to the shutdown timeout (plus scheduling slack), also when a request
+    # with a 60 s timeout was in flight when the process began to exit.
+    assert report["hook_seconds"] <= shutdown_timeout + 0.5, report
+    stats = report["stats"]
+    assert stats["sent"] == 0
+    assert stats["failed"] + stats["pending"] == 3000
+    assert stats["queued"] == stats["sent"] + stats["failed"] + stats["pending"]
+    # ... and the log says how many were lost, in one record.
+    lost = [
+        int(n.replace(",", "")) for n in re.findall(r"([\d,]+) records not delivered", done.stderr)
+    ]
+    assert lost == [3000], done.stderr
+    # Only the first batch was ever tried (and retried): no request for each of the others
+    # after the deadline, which only delayed the exit.
+    assert report["extra"]["batches"] <= 1, report
+
+
+def test_413_at_a_lowered_limit_splits_and_fails_only_what_cannot_fit(
+    emulator: Emulator, make_client: ClientFactory
+) -> None:
+    emulator.set_body_limit(3_000)
+    errors: list[moetrack.MoetrackError] = []
+    client = make_client(flush_interval=5, on_error=errors.append)
+    expected: dict[str, list[int]] = {c: [] for c in CUSTOMERS}
+    with Sampler(client) as sampler:
+        for seq in range(120):
+            customer = CUSTOMERS[seq % len(CUSTOMERS)]
+            if seq == 77:  # alone it is bigger than what the server takes
+                client.track("Big", customer_id=customer, seq=seq, pad="x" * 4_000)
+                continue
+            client.track("Big", customer_id=customer, seq=seq, pad="y" * 40)
+            expected[customer].append(seq)
+        assert client.flush(20)
+    sampler.check()
+    stats = assert_accounted(client)
+    assert (stats.sent, stats.failed, stats.pending, stats.retried) == (119, 1, 0, 0)
+    (error,) = errors
+    assert isinstance(error, moetrack.DeliveryError)
+    assert isinstance(error.cause, moetrack.PayloadTooLargeError)
+    assert error.count == 1
+    statuses = [r["status"] for r in emulator.requests()]
+    assert 413 in statuses
+    assert all(r["bytes"] <= 3_000 for r in emulator.requests() if r["status"] == 200)
+    assert_exactly_once_in_order(emulator, expected)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "error_type"),
+    [
+        ("wrong-key", 401, moetrack.AuthenticationError),
+        ("suspended", 403, moetrack.AccountSuspendedError),
+        ("temporarily_suspended", 403, moetrack.AccountSuspendedError),
+    ],
+    ids=["401-wrong-key", "403-suspended", "403-temporarily-suspended"],
+)
+def test_a_permanent_error_fails_each_batch_once_without_a_retry_loop(
+    case: str,
+    status: int,
+    error_type: type[Exception],
+    emulator: Emulator,
+    moetrack_logs: pytest.LogCaptureFixture,
+) -> None:
+    if case == "wrong-key":
+        key = "not-the-key"
+    else:
+        key = emulator.api_key or ""
+        emulator.set_app_state(emulator.app_id, case)  # type: ignore[arg-type]
+    errors: list[moetrack.MoetrackError] = []
+    client = moetrack.Client(
+        emulator.app_id,
+        key,
+        endpoint=emulator.url,
+        flush_interval=0.05,
+        max_batch_size=10,
+        retry_backoff=0.01,
+        on_error=errors.append,
+    )
+    failed = Recorder(signals.batch_failed, client)
+    try:
+        with Sampler(client) as sampler:
+            start = time.monotonic()
+            for seq in range(30):
+                client.track("Refused", customer_id="refused-user", seq=seq)
+            assert client.flush(5)
+            assert time.monotonic() - start < 2
+        sampler.check(min_samples=3)
+        time.sleep(0.3)  # nothing comes back later: no retry loop in the background
+        stats = assert_accounted(client)
+        assert (stats.sent, stats.failed, stats.retried, stats.pending) == (0, 30, 0, 0)
+        assert stats.requests == len(emulator.requests()) == 3  # one per batch of 10
+        assert {r["status"] for r in emulator.requests()} == {status}
+        # Each failed batch is reported once through on_error and once as a signal ...
+        assert len(errors) == len(failed.calls) == 3
+        assert sum(c["records"] for c in failed.calls) == 30
+        for error in errors:
+            assert isinstance(error, moetrack.DeliveryError)
+            assert isinstance(error.cause, error_type)
+            assert error.cause.status == status
+        # ... and the log has one clear record with the server's message (repeats within the
+        # log interval are counted, not repeated).
+        records = [r for r in moetrack_logs.records if r.levelname == "ERROR"]
+        assert len(records) == 1
+        assert "10 records not delivered" in records[0].getMessage()
+        assert str(errors[0].cause.message) in records[0].getMessage()
+        if case != "wrong-key":  # the account comes back: the worker did not stop
+            emulator.set_app_state(emulator.app_id, "active")
+            client.track("Back", customer_id="refused-user")
+            assert client.flush(5)
+            assert [e["action"] for e in emulator.events()] == ["Back"]
+    finally:
+        failed.close()
+        client.shutdown(1)
