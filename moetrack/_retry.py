@@ -6,8 +6,10 @@ attempt ``n`` and whether a batch's retry deadline has passed.
 
 from __future__ import annotations
 
-import random
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 
@@ -34,7 +36,13 @@ class RetryPolicy(NamedTuple):
         if retry_after is not None and retry_after >= 0:
             return retry_after
         capped = min(self.backoff_max, self.backoff * (2 ** min(attempt, 32)))
-        return float(capped / 2 + (rng or random).uniform(0, capped / 2))
+        if rng is None:
+            import random
+
+            uniform = random.uniform
+        else:
+            uniform = rng.uniform
+        return float(capped / 2 + uniform(0, capped / 2))
 
     @staticmethod
     def is_retryable(status: int) -> bool:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import enum
 import math
 import re
-import uuid
+import sys
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from datetime import date, datetime
 
 from . import _spec
 from ._exceptions import ValidationError
@@ -33,6 +34,30 @@ __all__ = [
     "value",
 ]
 
+
+# uuid, decimal and datetime are not imported here: a value can only be an instance of one of
+# their classes if its module is loaded already, so looking in sys.modules is enough and
+# ``import moetrack`` does not pay for them.
+def _is_uuid(v: Any) -> bool:
+    module = sys.modules.get("uuid")
+    return module is not None and isinstance(v, module.UUID)
+
+
+def _is_datetime(v: Any) -> TypeGuard[datetime]:
+    module = sys.modules.get("datetime")
+    return module is not None and isinstance(v, module.datetime)
+
+
+def _is_date(v: Any) -> TypeGuard[date]:
+    module = sys.modules.get("datetime")
+    return module is not None and isinstance(v, module.date)
+
+
+def _is_decimal(v: Any) -> bool:
+    module = sys.modules.get("decimal")
+    return module is not None and isinstance(v, module.Decimal)
+
+
 #: Deepest nesting of lists and dicts in one attribute value (also stops cycles).
 MAX_DEPTH = 16
 
@@ -43,7 +68,7 @@ def customer_id(value: Any, field: str = "customer_id") -> str:
         raise ValidationError(
             field, "is required (bind one with moetrack.context or pass it)", "no_customer_id"
         )
-    if (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, uuid.UUID):
+    if (isinstance(value, int) and not isinstance(value, bool)) or _is_uuid(value):
         value = str(value)
     if not isinstance(value, str):
         raise ValidationError(
@@ -74,7 +99,7 @@ def device_id(value: Any, field: str = "device_id") -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, uuid.UUID):
+    if _is_uuid(value):
         return str(value)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a non-empty string", "invalid_device_id")
@@ -140,8 +165,10 @@ def timezone_offset(value: Any, field: str = "user_timezone_offset") -> int:
 
 def iso_utc(value: datetime | date) -> str:
     """ISO 8601 in UTC with ``Z``; naive datetimes are taken as UTC; dates stay dates."""
-    if isinstance(value, datetime):
+    if _is_datetime(value):
         if value.tzinfo is not None:
+            from datetime import timezone
+
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return value.isoformat() + "Z"
     return value.isoformat()
@@ -149,7 +176,7 @@ def iso_utc(value: datetime | date) -> str:
 
 def timestamp(value: Any, field: str) -> int | float | str:
     """Epoch seconds (a finite, non-negative number) or an ISO 8601 string."""
-    if isinstance(value, datetime):
+    if _is_datetime(value):
         return iso_utc(value)
     if isinstance(value, bool):
         raise ValidationError(
@@ -192,6 +219,8 @@ def is_iso8601(text: str) -> bool:
     m = _ISO8601.fullmatch(text)
     if m is None:
         return False
+    from datetime import datetime  # only for strings that look like a date
+
     try:
         datetime(
             int(m["y"]),
@@ -286,9 +315,9 @@ def _other(v: Any, t: type, field: str, depth: int) -> Any:
         return value(_base_scalar(v), field, depth)
     if isinstance(v, float):
         return value(float(v), field, depth)
-    if isinstance(v, datetime | date):
+    if _is_date(v):  # datetime is a date too
         return iso_utc(v)
-    if isinstance(v, Decimal):
+    if _is_decimal(v):
         if not v.is_finite():
             raise ValidationError(
                 field, f"must be a finite number (JSON has no {v})", "invalid_value"
@@ -303,7 +332,7 @@ def _other(v: Any, t: type, field: str, depth: int) -> Any:
                 field, "is too large for a JSON number (send a string instead)", "invalid_value"
             )
         return number
-    if isinstance(v, uuid.UUID):
+    if _is_uuid(v):
         return str(v)
     raise ValidationError(
         field,

@@ -19,7 +19,6 @@ the context in the record).
 
 from __future__ import annotations
 
-import random
 import sys
 import threading
 import time
@@ -70,6 +69,8 @@ class Worker:
         self._url = config.url
         self._headers = config.headers() if config.has_credentials else {}
         self._secrets = config.secrets()
+        import random  # here, not at import: ``import moetrack`` stays light
+
         self._rng = random.Random()
         self._init_state()
 
