@@ -291,10 +291,7 @@ class Client:
         worker, close connections. Later calls are dropped as ``shutdown``. Idempotent."""
         if self._refuse == "shutdown":
             return
-        if self._refuse is None:
-            self._refuse = "shutdown"
-        else:
-            self._refuse = "shutdown"
+        self._refuse = "shutdown"  # from now on, calls are dropped at the door
         limit = self.config.shutdown_timeout if timeout is None else timeout
         lost_before = self._worker.failed
         complete = self._worker.stop(limit)

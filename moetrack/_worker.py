@@ -288,7 +288,7 @@ class Worker:
             self.wake.clear()
             if self.thread is not None:
                 self.drain()
-            if self.stop_deadline is not None and _monotonic() > self.stop_deadline:
+            if self._deadline_passed():
                 return False
 
     def _deadline_passed(self) -> bool:
