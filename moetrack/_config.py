@@ -17,6 +17,7 @@ from . import _http, _spec
 from ._exceptions import ConfigurationError, MoetrackError
 
 if TYPE_CHECKING:
+    from ._limiter import Limiter
     from ._transport import Transport
 
 __all__ = ["Config", "OnFull"]
@@ -55,6 +56,9 @@ class Config(NamedTuple):
     flush_interval: float = 1.0
     #: Most records held in memory, waiting or being sent, before new ones meet ``on_full``.
     queue_capacity: int = 100_000
+    #: Most bytes held in memory (estimated when queued, exact once encoded); over it, new
+    #: records are dropped as ``queue_full`` and the caller never blocks.
+    max_queue_bytes: int = 64 * 1024 * 1024
     #: What a full queue does with a new record: ``"drop"`` it (counted) or ``"block"``.
     on_full: OnFull = "drop"
     #: With ``on_full="block"``: seconds a call may wait for room before it drops.
@@ -89,6 +93,12 @@ class Config(NamedTuple):
     shutdown_timeout: float = 5.0
     #: Where requests go; default: HTTPS through one keep-alive ``httpx.Client``.
     transport: Transport | None = None
+    #: ``"redis://…"`` (env ``MOETRACK_LIMITER``): share the account's quota with every process
+    #: naming the same Redis and app id; or a :class:`~moetrack._limiter.Limiter`; None: local.
+    limiter: str | Limiter | None = None
+    #: ``"redis://…"`` (env ``MOETRACK_BACKLOG``): hand prepared elements to a durable Redis
+    #: Streams backlog, sent by ``moetrack relay`` processes, instead of sending them.
+    backlog: str | None = None
     #: Computed: the base URL requests go to.
     base_url: str = ""
 
@@ -121,6 +131,9 @@ class Config(NamedTuple):
         api_key = pick(api_key, "API_KEY")
         data_center = pick(data_center, "DATA_CENTER")
         endpoint = pick(endpoint, "ENDPOINT")
+        for option, var in (("limiter", "LIMITER"), ("backlog", "BACKLOG")):
+            if options.get(option) is None and env.get(ENV_PREFIX + var):
+                options[option] = env[ENV_PREFIX + var]
         if app_id is not None or api_key is not None:
             # Missing credentials are allowed (the client drops with a reason); wrong ones not.
             _http.check_credentials(
@@ -146,7 +159,7 @@ class Config(NamedTuple):
                 f"max_batch_bytes: must be between 1,000 and {_spec.MAX_BODY_BYTES:,} "
                 f"(the API's 100 KB body limit), got {self.max_batch_bytes!r}"
             )
-        for name in ("max_batch_size", "queue_capacity"):
+        for name in ("max_batch_size", "queue_capacity", "max_queue_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
@@ -171,6 +184,14 @@ class Config(NamedTuple):
                 )
         if self.on_full not in ("drop", "block"):
             raise ConfigurationError(f"on_full: must be 'drop' or 'block', got {self.on_full!r}")
+        for name in ("limiter", "backlog"):
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigurationError(
+                    f"{name}: must be a redis://, rediss:// or unix:// URL, got {value!r}"
+                )
+        if self.backlog is not None and not isinstance(self.backlog, str):
+            raise ConfigurationError(f"backlog: must be a redis:// URL, got {self.backlog!r}")
         for name in ("before_send", "on_error"):
             value = getattr(self, name)
             if value is not None and not callable(value):

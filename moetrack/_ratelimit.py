@@ -34,10 +34,10 @@ class WindowLimit:
         """Seconds from ``now`` until ``n`` more units fit in the window (0.0: now)."""
         if self.limit is None or n <= 0:
             return 0.0
-        if n > self.limit:
-            raise ValueError(f"{n} units can never fit a limit of {self.limit}")
         self._expire(now)
-        excess = self._total + n - self.limit
+        # A batch larger than the whole limit can never fit; it goes alone, once the window
+        # is empty, rather than never (the packer keeps batches within the limits).
+        excess = self._total + min(n, self.limit) - self.limit
         if excess <= 0:
             return 0.0
         for stamp, count in self._spent:
@@ -51,6 +51,14 @@ class WindowLimit:
             return
         self._spent.append((now, n))
         self._total += n
+
+    def restamp_last(self, n: int, now: float) -> None:
+        """Move the last spend of ``n`` units to ``now`` (its request has just ended)."""
+        if self.limit is None or n <= 0 or not self._spent:
+            return
+        stamp, count = self._spent[-1]
+        if count == n and now > stamp:
+            self._spent[-1] = (now, n)
 
     def used(self, now: float) -> int:
         self._expire(now)

@@ -37,14 +37,23 @@ BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 class Item:
     """One validated element (or one event action) as encoded JSON, ready to pack."""
 
-    __slots__ = ("customer_id", "device_id", "kind", "payload")
+    __slots__ = ("customer_id", "device_id", "kind", "payload", "ref")
 
-    def __init__(self, kind: int, customer_id: str, device_id: str | None, payload: bytes) -> None:
+    def __init__(
+        self,
+        kind: int,
+        customer_id: str,
+        device_id: str | None,
+        payload: bytes,
+        ref: object = None,
+    ) -> None:
         self.kind = kind
         self.customer_id = customer_id
         self.device_id = device_id
         #: EVENT: the action object; USER/DEVICE: the whole element.
         self.payload = payload
+        #: The source's handle on this item (a position, a stream entry id, a line number).
+        self.ref = ref
 
     def __repr__(self) -> str:
         return f"Item({self.kind}, {self.customer_id!r}, {self.payload[:60]!r})"

@@ -18,6 +18,10 @@ DEFAULT_PORT = 8700
 
 Handler = Callable[[argparse.Namespace], int]
 
+#: Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
+#: and sets ``handler``. They import their heavy dependencies inside the handlers only.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def _devserver(args: argparse.Namespace) -> int:
     from moetrack.testing import DEFAULT_API_KEY, serve
@@ -118,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.set_defaults(handler=_devserver)
 
     _add_demo(subparsers)
+    for name in _COMMAND_MODULES:
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = (
+            importlib.import_module(name).register
+        )
+        register(subparsers)
     return parser
 
 
