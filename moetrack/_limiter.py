@@ -9,11 +9,14 @@ names the same Redis and app id. The API's quotas are per account, so a fleet mu
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._ratelimit import WindowLimit
 
-__all__ = ["Limiter", "LocalLimiter"]
+if TYPE_CHECKING:
+    from ._config import Config
+
+__all__ = ["Limiter", "LocalLimiter", "make_limiter"]
 
 
 @runtime_checkable
@@ -76,3 +79,16 @@ class LocalLimiter:
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def make_limiter(config: Config) -> Limiter:
+    """The limiter a config asks for: its own object, the shared Redis one, or a local one."""
+    spec = config.limiter
+    if spec is not None and not isinstance(spec, str):
+        return spec
+    local = LocalLimiter(config.users_per_minute, config.events_per_minute, config.rate_limit_window)
+    if spec is None:
+        return local
+    from ._redis_limiter import RedisLimiter  # the moetrack[redis] extra
+
+    return RedisLimiter.from_config(config, fallback=local)

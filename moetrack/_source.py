@@ -44,8 +44,9 @@ class Source(Protocol):
     def ack(self, items: Sequence[Item]) -> None:
         """The server accepted these items (a 2xx answer)."""
 
-    def fail(self, items: Sequence[Item], error: MoetrackError) -> None:
-        """These items are given up: refused for good, or past the retry deadline."""
+    def fail(self, items: Sequence[Item], error: MoetrackError, reason: str | None = None) -> None:
+        """These items are given up: refused for good, or past the retry deadline. With a
+        ``reason`` (``"backlog_full"``) they are counted as dropped for it, not failed."""
 
     def release(self, items: Sequence[Item]) -> None:
         """These items were taken but have no final outcome, and the sender is stopping."""
