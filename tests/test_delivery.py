@@ -22,6 +22,7 @@ import moetrack
 from moetrack import signals
 from moetrack.testing import Emulator
 
+from ._need import need
 from .conftest import ClientFactory
 
 
@@ -135,8 +136,8 @@ def test_a_process_that_just_exits_delivers_everything(emulator: Emulator) -> No
     assert [e["attributes"]["n"] for e in events] == list(range(5000))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_each_event_arrives_exactly_once(emulator: Emulator) -> None:
+    need(hasattr(os, "fork"), "needs os.fork")
     script = textwrap.dedent(
         f"""
         import os, sys, moetrack

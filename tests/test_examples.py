@@ -19,6 +19,8 @@ import pytest
 import moetrack
 from moetrack.testing import Emulator
 
+from ._need import need_module
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -54,7 +56,7 @@ def actions_of(emu: Emulator) -> list[tuple[str, str]]:
 
 
 def test_django_example(emu: Emulator, tmp_path: Path) -> None:
-    pytest.importorskip("django")
+    need_module("django")
     site = EXAMPLES / "django_app"
     env = {**os.environ, "EXAMPLE_DJANGO_DB": str(tmp_path / "db.sqlite3")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -101,7 +103,7 @@ def test_django_example(emu: Emulator, tmp_path: Path) -> None:
 
 
 def test_flask_example(emu: Emulator) -> None:
-    pytest.importorskip("flask_login")
+    need_module("flask_login")
     example = load(EXAMPLES / "flask_app" / "app.py", "moetrack_example_flask")
     web = example.app.test_client()
     assert web.get("/").status_code == 200
@@ -111,7 +113,7 @@ def test_flask_example(emu: Emulator) -> None:
 
 
 def test_asgi_example(emu: Emulator) -> None:
-    pytest.importorskip("starlette")
+    need_module("starlette")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Starlette's test client prefers httpx2 to httpx
         from starlette.testclient import TestClient
@@ -125,7 +127,7 @@ def test_asgi_example(emu: Emulator) -> None:
 
 def test_celery_example(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sent through an in-memory broker; the message carries the customer to the task."""
-    pytest.importorskip("celery")
+    need_module("celery")
     monkeypatch.setenv("CELERY_BROKER_URL", "memory://")
     tasks = load(EXAMPLES / "celery_app" / "tasks.py", "tasks")
     try:

@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 
 from moetrack.testing import Emulator
 
+from .._need import need, need_module
 from .conftest import SCRIPT_PRELUDE, Processes, child_env, free_port, received, wait_until
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+need(hasattr(os, "fork"), "needs os.fork")
 
 REQUESTS = 60
 
@@ -30,7 +30,7 @@ REQUESTS = 60
 def test_gunicorn_preload_two_workers_each_event_once_and_master_events_never_twice(
     emulator: Emulator, processes: Processes
 ) -> None:
-    pytest.importorskip("gunicorn")
+    need_module("gunicorn")
     port = free_port()
     server = processes.popen(
         [

@@ -4,7 +4,7 @@ The page is plain JavaScript polling the emulator's JSON read API, so only a rea
 proves it: rows appear as data arrives without a reload, values from requests show as text,
 clicking a user opens their timeline, and the API key never reaches the page.
 
-Needs the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them).
+Needs the Debian packages ``chromium`` and ``chromium-driver`` (``scripts/test`` installs them).
 Selenium is pointed at those binaries so it never tries to download a browser; elsewhere set
 ``MOETRACK_CHROMIUM`` / ``MOETRACK_CHROMEDRIVER``. The timeline test saves a screenshot of the
 whole page (to ``MOETRACK_SCREENSHOT_DIR`` if set, else a pytest temp dir) and prints its path.
@@ -24,12 +24,10 @@ import pytest
 
 from moetrack.testing import Emulator
 
+from .._need import need, need_program
+
 CHROMIUM = os.environ.get("MOETRACK_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MOETRACK_CHROMEDRIVER", "/usr/bin/chromedriver")
-INSTALL_HINT = (
-    "run .ci/run (or: apt-get install -y chromium chromium-driver && "
-    ".venv/bin/pip install selenium) to install the browser this test needs"
-)
 WAIT_SECONDS = 15
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -48,11 +46,9 @@ except ImportError as exc:  # pragma: no cover - the browser fixture fails with 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if SELENIUM_MISSING is not None:
-        pytest.fail(f"selenium cannot be imported ({SELENIUM_MISSING}): {INSTALL_HINT}")
+    need(SELENIUM_MISSING is None, f"selenium cannot be imported ({SELENIUM_MISSING})")
     for path in (CHROMIUM, CHROMEDRIVER):
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            pytest.fail(f"{path} is missing: {INSTALL_HINT}")
+        need_program(path)
     profile = tempfile.mkdtemp(prefix="moetrack-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

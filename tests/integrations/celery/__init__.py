@@ -1,4 +1,4 @@
-import pytest
+from ..._need import need_module
 
-pytest.importorskip("celery")
-pytest.importorskip("redis")
+need_module("celery")
+need_module("redis")

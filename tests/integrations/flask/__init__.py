@@ -1,3 +1,3 @@
-import pytest
+from ..._need import need_module
 
-pytest.importorskip("flask")
+need_module("flask")
