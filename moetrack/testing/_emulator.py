@@ -31,9 +31,11 @@ from types import TracebackType
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .. import _spec
 from . import _views
 from ._checks import (
+    APP_ID_HEADER,
+    BODY_LIMIT,
+    ENDPOINTS,
     ERRORS,
     Refused,
     check_body,
@@ -124,7 +126,8 @@ class Emulator:
     accessor's ``app_id=None``. ``port=0`` picks a free port (see :attr:`url`). Rate limits
     are off unless ``users_per_minute`` / ``events_per_minute`` are given; they are counted
     over a sliding window of ``rate_limit_window`` seconds. Bodies over ``max_body_bytes``
-    are answered 413.
+    (default 128 KiB, as the 413 row says) are answered 413.
+    Its checks are written from the API document alone and share no code with the client.
 
     Every method is thread-safe. Accessors return copies.
     """
@@ -138,7 +141,7 @@ class Emulator:
         users_per_minute: int | None = None,
         events_per_minute: int | None = None,
         rate_limit_window: float = 60.0,
-        max_body_bytes: int = _spec.SERVER_BODY_LIMIT,
+        max_body_bytes: int = BODY_LIMIT,
     ) -> None:
         app_list = _as_apps(apps)
         if not app_list:
@@ -481,7 +484,7 @@ class Emulator:
         headers = request.headers
         body = request.body
         authorization = headers.get("Authorization")
-        appkey = headers.get(_spec.API_KEY_HEADER)
+        appkey = headers.get(APP_ID_HEADER)
         record: dict[str, Any] = {
             "time": time.time(),
             "method": request.method,
@@ -565,7 +568,7 @@ class Emulator:
         size pass, in the order the error table implies."""
         url = urlsplit(request.target)
         segments = url.path.split("/")  # ["", "v1", endpoint] or [..., endpoint, app_id]
-        if len(segments) not in (3, 4) or segments[2] not in _spec.ENDPOINT_TYPES:
+        if len(segments) not in (3, 4) or segments[2] not in ENDPOINTS:
             raise Refused(NOT_FOUND)
         if request.method != "POST":
             raise Refused(METHOD_NOT_ALLOWED)

@@ -7,9 +7,9 @@ call into these objects.
 
 from __future__ import annotations
 
+import bisect
 import math
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,38 +49,56 @@ def format_retry_after(value: RetryAfter) -> str | None:
 
 
 class SlidingWindow:
-    """How many users (or events) were accepted in the last ``window`` seconds."""
+    """How many users (or events) were accepted in the last ``window`` seconds.
+
+    "1,000 users per min", "10,000 events/min": the page gives a count per minute and no
+    more. The emulator reads it as a sliding minute (at no moment may the last ``window``
+    seconds hold more than the limit), the strictest reading, so a client that passes it
+    also passes a server counting whole clock minutes.
+
+    Kept as a log of running totals: ``_times[i]`` is when a request was accepted and
+    ``_totals[i]`` how many units had been accepted up to and including it, so the units in
+    any stretch of time are a difference of two totals found by bisection.
+    """
 
     def __init__(self) -> None:
-        self._entries: deque[tuple[float, int]] = deque()
-        self._total = 0
+        self._times: list[float] = []
+        self._totals: list[int] = []
+        self._expired_total = 0  # the running total when the last forgotten entry was made
 
-    def _expire(self, now: float, window: float) -> None:
-        while self._entries and self._entries[0][0] <= now - window:
-            self._total -= self._entries.popleft()[1]
+    def _forget(self, now: float, window: float) -> None:
+        """Drop the entries made ``window`` or more seconds before ``now``."""
+        gone = bisect.bisect_right(self._times, now - window)
+        if gone:
+            self._expired_total = self._totals[gone - 1]
+            del self._times[:gone], self._totals[:gone]
+
+    def used(self, now: float, window: float) -> int:
+        self._forget(now, window)
+        return (self._totals[-1] if self._totals else self._expired_total) - self._expired_total
 
     def wait_for_room(self, now: float, window: float, count: int, limit: int) -> float | None:
         """Seconds until ``count`` more fit under ``limit``; None when they fit now."""
-        self._expire(now, window)
-        if count == 0 or self._total + count <= limit:
+        if count == 0 or self.used(now, window) + count <= limit:
             return None
         if count > limit:  # never fits; come back after a full window
             return window
-        excess = self._total + count - limit
-        for stamp, n in self._entries:
-            excess -= n
-            if excess <= 0:
-                return stamp + window - now
-        return window  # unreachable: the entries add up to the total
+        # Room for ``count`` once the units left in the window are at most limit - count,
+        # i.e. once every entry up to the first whose total reaches ``needed`` has expired.
+        needed = self._totals[-1] - (limit - count)
+        first = bisect.bisect_left(self._totals, needed)
+        return self._times[first] + window - now
 
     def add(self, now: float, count: int) -> None:
         if count:
-            self._entries.append((now, count))
-            self._total += count
+            previous = self._totals[-1] if self._totals else self._expired_total
+            self._times.append(now)
+            self._totals.append(previous + count)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._total = 0
+        self._times.clear()
+        self._totals.clear()
+        self._expired_total = 0
 
 
 class AppState:
