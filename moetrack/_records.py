@@ -277,3 +277,80 @@ def _fits(size: int, max_bytes: int) -> None:
             f"needs a {size:,}-byte request on its own, over the {max_bytes:,}-byte limit",
             "too_large",
         )
+
+
+#: Fields each element type of the Data API takes (``shared/MOENGAGE_DATA_API.md``).
+_ELEMENT_FIELDS: dict[str, frozenset[str]] = {
+    "customer": frozenset({"type", "customer_id", "attributes"}),
+    "device": frozenset({"type", "customer_id", "device_id", "attributes"}),
+    "event": frozenset({"type", "customer_id", "device_id", "actions"}),
+}
+_ACTION_FIELDS = frozenset(
+    {
+        "action",
+        "attributes",
+        "platform",
+        "app_version",
+        "current_time",
+        "user_time",
+        "user_timezone_offset",
+    }
+)
+
+
+def from_element(element: Mapping[str, Any], max_bytes: int) -> list[Item]:
+    """Validate one Data API element as a file or a request gives it; one item per action.
+
+    ``{"type": "customer" | "device" | "event", ...}`` exactly as the API document defines
+    it; an event element's ``actions`` list becomes one :class:`Item` per action. Times are
+    kept as given. Raises :class:`ValidationError` naming the first problem (a field the
+    element type does not have is ``unknown_field``).
+    """
+    kind = element.get("type")
+    fields = _ELEMENT_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        if kind is None:
+            raise ValidationError("type", "is required (customer, device or event)", "invalid")
+        raise ValidationError("type", f"must be customer, device or event, got {kind!r}", "invalid")
+    if not fields.issuperset(element):
+        extra = next(k for k in element if k not in fields)
+        raise ValidationError(str(extra), f"is not a field of a {kind} element", "unknown_field")
+    if kind == "customer":
+        return [_user(element, max_bytes)]
+    if kind == "device":
+        return [_device(element, max_bytes)]
+    actions = element.get("actions")
+    if not isinstance(actions, list) or not actions:
+        raise ValidationError(
+            "actions",
+            "must be a non-empty list of actions"
+            + (
+                ""
+                if actions is None or isinstance(actions, list)
+                else f", got {type(actions).__name__}"
+            ),
+            "invalid",
+        )
+    cid = element.get("customer_id")
+    did = element.get("device_id")
+    items = []
+    for i, action in enumerate(actions):
+        if not isinstance(action, Mapping):
+            raise ValidationError(
+                f"actions[{i}]", f"must be an object, got {type(action).__name__}", "invalid"
+            )
+        if not _ACTION_FIELDS.issuperset(action):
+            extra = next(k for k in action if k not in _ACTION_FIELDS)
+            raise ValidationError(
+                f"actions[{i}].{extra}", "is not a field of an action", "unknown_field"
+            )
+        flat = dict(action)
+        flat["customer_id"] = cid
+        flat["device_id"] = did
+        try:
+            items.append(_event(flat, max_bytes))
+        except ValidationError as exc:
+            if exc.field in ("customer_id", "device_id"):
+                raise
+            raise ValidationError(f"actions[{i}].{exc.field}", exc.rule, exc.reason) from None
+    return items
