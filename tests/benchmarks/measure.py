@@ -4,12 +4,17 @@
 ``RESULT {json}`` and leaves with ``os._exit(0)`` (no exit hooks: every figure has finished
 what it measures by then, and the sink is reset before the next measurement).
 
-The event is the same for everyone: ``"Purchase"`` for customer ``"bench-user-1"`` with five
-attributes (str, int, float, bool, ISO date string) in a dict literal built inside the timed
-call, the int derived from the loop counter. The calls are compiled from the source strings
-in :data:`CALLS` into the same loop, so every contender pays the same loop and timer costs.
+The event is the same for everyone: ``"Purchase"`` with five attributes (str, int, float,
+bool, ISO date string) in a dict literal built inside the timed call, the int derived from
+the loop counter, for the customer ``ids[i % 1000]``. ``ids`` holds one customer repeated
+(``--customers 1``) or ``bench-user-1`` … ``bench-user-1000`` in turn (``--customers
+1000``), so consecutive events never share a customer. The calls are compiled from the
+source strings in :data:`CALLS` into the same loop, so every contender pays the same loop and
+timer costs. Each call is timed on its own with a pair of ``perf_counter_ns()`` reads; the
+``timer`` contender times an empty statement, the cost of that pair.
+
 Each SDK keeps its defaults except what lets it hold the whole run without dropping (queue
-sizes) and, for moetrack, rate limits off (``users_per_minute=None, events_per_minute=None``).
+sizes) and, for moetrack, rate limits off (see :data:`SETTINGS`).
 """
 
 from __future__ import annotations
@@ -24,53 +29,85 @@ import os
 import sys
 import threading
 import time
+from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-#: Calls timed per perf_counter_ns sample; a sample divided by this is one call's cost.
-BATCH = 100
 #: Big enough that no contender drops anything in any figure.
 QUEUE_SIZE = 4_000_000
+#: Length of the customer-id table the calls index with ``i % 1000``.
+ID_SLOTS = 1000
+
+#: What each SDK is configured with beyond its defaults, for the results to state.
+SETTINGS: dict[str, str] = {
+    "moetrack": (
+        f"users_per_minute=None, events_per_minute=None (client-side rate limits off; the "
+        f"defaults, 1,000 users/min and 10,000 events/min, would hold delivery to 167 "
+        f"events/s), queue_capacity={QUEUE_SIZE:,}"
+    ),
+    "moetrack-ratelimited": (
+        f"events_per_minute=1, users_per_minute=None, queue_capacity={QUEUE_SIZE:,}: the "
+        "backlog waits on the limiter"
+    ),
+    "segment": f"max_queue_size={QUEUE_SIZE:,}",
+    "posthog": f"max_queue_size={QUEUE_SIZE:,}, flush(timeout_seconds=None)",
+    "handler": (
+        "logging.getLogger('bench.events') at INFO, propagate=False, with "
+        "moetrack.logging.EventHandler(client=<the moetrack client above>)"
+    ),
+    "logging-discard": (
+        "the same logger with a logging.Handler whose emit() does nothing: what logging "
+        "itself costs"
+    ),
+}
 
 _ATTRS = (
     '{"plan": "pro", "quantity": i, "price": 39.99, "gift": False, '
     '"ordered_at": "2024-05-01T10:00:00Z"}'
 )
+_EXTRA = (
+    '{"customer_id": ids[i % 1000], "plan": "pro", "quantity": i, "price": 39.99, '
+    '"gift": False, "ordered_at": "2024-05-01T10:00:00Z"}'
+)
 
 #: The call each contender makes, as source; ``track`` is the bound method (or function).
 CALLS: dict[str, str] = {
-    "moetrack": f'track("Purchase", {_ATTRS}, customer_id="bench-user-1")',
+    "moetrack": f'track("Purchase", {_ATTRS}, customer_id=ids[i % 1000])',
     "moetrack-kwargs": (
-        'track("Purchase", customer_id="bench-user-1", plan="pro", quantity=i, price=39.99, '
+        'track("Purchase", customer_id=ids[i % 1000], plan="pro", quantity=i, price=39.99, '
         'gift=False, ordered_at="2024-05-01T10:00:00Z")'
     ),
-    "segment": f'track(user_id="bench-user-1", event="Purchase", properties={_ATTRS})',
-    "posthog": f'track("Purchase", distinct_id="bench-user-1", properties={_ATTRS})',
-    "floor": f'track("Purchase", {_ATTRS}, customer_id="bench-user-1")',
+    "segment": f'track(user_id=ids[i % 1000], event="Purchase", properties={_ATTRS})',
+    "posthog": f'track("Purchase", distinct_id=ids[i % 1000], properties={_ATTRS})',
+    "floor": f'track("Purchase", {_ATTRS}, customer_id=ids[i % 1000])',
     "floor-inline": (
-        f'append((0, get(), now(), "Purchase", {_ATTRS}, None, "bench-user-1", '
+        f'append((0, get(), now(), "Purchase", {_ATTRS}, None, ids[i % 1000], '
         "None, None, None, None, None, None))"
     ),
+    "timer": "pass",
+    "handler": f'track("Purchase", extra={_EXTRA})',
+    "logging-discard": f'track("Purchase", extra={_EXTRA})',
     "bare-call": "track()",
     "track_event": "track()",
 }
 
-_TIMED = """
-def timed(track, start, batches, out, get=None, now=None, append=None):
+#: Contenders whose ``Built.client`` is a moetrack Client.
+MOETRACK_CLIENTS = {"moetrack", "moetrack-kwargs", "handler"}
+
+_LOOPS = """
+def timed(track, start, count, out, ids, get=None, now=None, append=None):
     pc = perf_counter_ns
-    i = start
-    for _ in range(batches):
+    put = out.append
+    for i in range(start, start + count):
         t0 = pc()
-        for i in range(i, i + BATCH):
-            {call}
-        out.append(pc() - t0)
-        i += 1
-    return i
+        {call}
+        put(pc() - t0)
+    return start + count
 
 
-def untimed(track, start, count, get=None, now=None, append=None):
+def untimed(track, start, count, ids, get=None, now=None, append=None):
     for i in range(start, start + count):
         {call}
     return start + count
@@ -78,11 +115,26 @@ def untimed(track, start, count, get=None, now=None, append=None):
 
 
 def compile_loops(contender: str) -> tuple[Callable[..., int], Callable[..., int]]:
-    """The timed and untimed loops with ``contender``'s call inlined."""
-    namespace: dict[str, Any] = {"perf_counter_ns": time.perf_counter_ns, "BATCH": BATCH}
-    source = _TIMED.replace("{call}", CALLS[contender])
+    """The timed and untimed loops with ``contender``'s call inlined.
+
+    ``timed(track, start, count, out, ids, **extra)`` appends each call's nanoseconds to
+    ``out`` (an ``array("q")``) and returns the next loop counter.
+    """
+    namespace: dict[str, Any] = {"perf_counter_ns": time.perf_counter_ns}
+    source = _LOOPS.replace("{call}", CALLS[contender])
     exec(compile(source, f"<loop {contender}>", "exec"), namespace)
     return namespace["timed"], namespace["untimed"]
+
+
+def customer_ids(customers: int) -> list[str]:
+    """The table the calls index with ``i % 1000``: ``customers`` distinct ids in turn."""
+    if not 1 <= customers <= ID_SLOTS:
+        raise SystemExit(f"--customers must be 1 … {ID_SLOTS}")
+    return [f"bench-user-{k % customers + 1}" for k in range(ID_SLOTS)]
+
+
+def samples() -> array[int]:
+    return array("q")
 
 
 # -- the floor -------------------------------------------------------------------------------
@@ -113,6 +165,10 @@ def make_floor() -> tuple[Callable[..., None], dict[str, Any]]:
 # -- the contenders --------------------------------------------------------------------------
 
 
+class Unavailable(Exception):
+    """The contender cannot be built with the moetrack in this tree (the reason is shown)."""
+
+
 class Built:
     """A contender ready to track: the callable, how to flush, and extras for the loops."""
 
@@ -129,19 +185,49 @@ class Built:
         self.client = client
 
 
+def moetrack_client(sink: str, *, rate_limited: bool = False) -> Any:
+    import moetrack
+
+    return moetrack.Client(
+        "BENCH_APP",
+        "bench-key",
+        endpoint=sink,
+        users_per_minute=None,
+        events_per_minute=1 if rate_limited else None,
+        queue_capacity=QUEUE_SIZE,
+    )
+
+
+def _bench_logger(handler: Any) -> Any:
+    import logging
+
+    logger = logging.getLogger("bench.events")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger
+
+
 def build(contender: str, sink: str, *, rate_limited: bool = False) -> Built:
     if contender in {"moetrack", "moetrack-kwargs"}:
-        import moetrack
-
-        client = moetrack.Client(
-            "BENCH_APP",
-            "bench-key",
-            endpoint=sink,
-            users_per_minute=None,
-            events_per_minute=1 if rate_limited else None,
-            queue_capacity=QUEUE_SIZE,
-        )
+        client = moetrack_client(sink, rate_limited=rate_limited)
         return Built(client.track, client.flush, client=client)
+    if contender == "handler":
+        try:
+            from moetrack.logging import EventHandler
+        except ImportError as exc:
+            raise Unavailable(f"moetrack.logging.EventHandler cannot be imported ({exc})") from exc
+        client = moetrack_client(sink, rate_limited=rate_limited)
+        logger = _bench_logger(EventHandler(client=client))
+        return Built(logger.info, client.flush, client=client)
+    if contender == "logging-discard":
+        import logging
+
+        class Discard(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                pass
+
+        return Built(_bench_logger(Discard()).info)
     if contender == "segment":
         import segment.analytics as analytics
 
@@ -155,6 +241,8 @@ def build(contender: str, sink: str, *, rate_limited: bool = False) -> Built:
     if contender in {"floor", "floor-inline"}:
         floor, extra = make_floor()
         return Built(floor, None, extra if contender == "floor-inline" else None)
+    if contender == "timer":
+        return Built(lambda: None)
     raise SystemExit(f"unknown contender {contender!r}")
 
 
@@ -184,27 +272,32 @@ def wait_for(sink: str, events: int, timeout: float) -> dict[str, Any]:
 # -- statistics ------------------------------------------------------------------------------
 
 
-def summarize(samples: list[int]) -> dict[str, Any]:
-    """Per-call ns from batch samples: median, p99 (nearest rank), mean."""
-    s = sorted(samples)
+def _rank(s: Sequence[int], q: float) -> int:
+    """The nearest-rank ``q`` quantile of the sorted ``s``."""
+    return s[max(0, math.ceil(q * len(s)) - 1)]
+
+
+def summarize(timings: Sequence[int]) -> dict[str, Any]:
+    """Single-call nanoseconds: median, p99, p99.9 (nearest rank), mean, min, max."""
+    s = sorted(timings)
     n = len(s)
     if not n:
-        return {"batches": 0}
+        return {"calls": 0}
     mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-    p99 = s[max(0, math.ceil(0.99 * n) - 1)]
     return {
-        "batches": n,
-        "calls": n * BATCH,
-        "median_ns": mid / BATCH,
-        "p99_ns": p99 / BATCH,
-        "mean_ns": sum(s) / n / BATCH,
-        "min_ns": s[0] / BATCH,
+        "calls": n,
+        "median_ns": mid,
+        "p99_ns": _rank(s, 0.99),
+        "p999_ns": _rank(s, 0.999),
+        "mean_ns": sum(s) / n,
+        "min_ns": s[0],
+        "max_ns": s[-1],
     }
 
 
 def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
+    """User + system CPU of the whole process (every thread), at nanosecond resolution."""
+    return time.process_time()
 
 
 def proc_status() -> dict[str, int]:
@@ -240,14 +333,28 @@ def reset_peak() -> bool:
         return False
 
 
+def moetrack_stats(client: Any) -> dict[str, Any]:
+    stats = client.stats()
+    out: dict[str, Any] = {}
+    for name in ("sent", "failed", "requests", "queue_depth", "pending"):
+        if hasattr(stats, name):
+            out[name] = getattr(stats, name)
+    if hasattr(stats, "dropped"):
+        out["dropped"] = dict(stats.dropped)
+    return out
+
+
 # -- figures ---------------------------------------------------------------------------------
 
 
-def fig_track(contender: str, sink: str, events: int, warmup: int, wait: float) -> dict[str, Any]:
+def fig_track(
+    contender: str, sink: str, events: int, warmup: int, wait: float, customers: int
+) -> dict[str, Any]:
     """Figures 1-3: caller cost per call, then CPU per event and delivery to the sink."""
     built = build(contender, sink)
     timed, _ = compile_loops(contender)
-    i = timed(built.track, 0, warmup // BATCH, [], **built.extra)
+    ids = customer_ids(customers)
+    i = timed(built.track, 0, warmup, samples(), ids, **built.extra)
     delivers = built.flush is not None
     if delivers:
         assert built.flush is not None
@@ -255,66 +362,61 @@ def fig_track(contender: str, sink: str, events: int, warmup: int, wait: float) 
         wait_for(sink, warmup, wait)
         base = control(sink, "/_count")
     gc.collect()
-    samples: list[int] = []
+    out = samples()
     wait0 = runqueue_wait()
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
-    timed(built.track, i, events // BATCH, samples, **built.extra)
+    timed(built.track, i, events, out, ids, **built.extra)
     t_loop = time.monotonic()
     result: dict[str, Any] = {
-        "caller": summarize(samples),
+        "caller": summarize(out),
+        "customers": customers,
         "loop_s": t_loop - t0,
         "runqueue_wait_loop_s": runqueue_wait() - wait0,
     }
-    n = (events // BATCH) * BATCH
     if delivers:
         assert built.flush is not None
         built.flush()
         t_flush = time.monotonic()
-        done = wait_for(sink, warmup + n, wait)
+        done = wait_for(sink, warmup + events, wait)
         cpu = cpu_seconds() - cpu0
         wall = done["reached_at"] - t0
         requests = done["requests"] - base["requests"]
         body = done["bytes"] - base["bytes"]
         result.update(
-            events=n,
+            events=events,
             delivered=done["events"] - base["events"],
             wall_s=wall,
             flush_returned_s=t_flush - t0,
-            events_per_s=n / wall,
+            events_per_s=events / wall,
             cpu_s=cpu,
-            cpu_us_per_event=cpu / n * 1e6,
+            cpu_us_per_event=cpu / events * 1e6,
             runqueue_wait_s=runqueue_wait() - wait0,
             requests=requests,
             mean_body_bytes=body / requests if requests else 0,
             max_body_bytes=done["max_body"],
             paths=done["paths"],
         )
-        if contender.startswith("moetrack"):
-            stats = built.client.stats()
-            result["moetrack_stats"] = {
-                "sent": stats.sent,
-                "dropped": dict(stats.dropped),
-                "failed": stats.failed,
-                "requests": stats.requests,
-            }
+        if contender in MOETRACK_CLIENTS:
+            result["moetrack_stats"] = moetrack_stats(built.client)
     return result
 
 
 def fig_threads(
-    contender: str, sink: str, threads: int, per_thread: int, warmup: int
+    contender: str, sink: str, threads: int, per_thread: int, warmup: int, customers: int
 ) -> dict[str, Any]:
     """Figure 7: the caller cost while ``threads`` threads track at once."""
     built = build(contender, sink)
     timed, _ = compile_loops(contender)
-    timed(built.track, 0, warmup // BATCH, [], **built.extra)
+    ids = customer_ids(customers)
+    timed(built.track, 0, warmup, samples(), ids, **built.extra)
     gc.collect()
     barrier = threading.Barrier(threads + 1)
-    samples: list[list[int]] = [[] for _ in range(threads)]
+    outs = [samples() for _ in range(threads)]
 
     def run(k: int) -> None:
         barrier.wait()
-        timed(built.track, (k + 1) * 10_000_000, per_thread // BATCH, samples[k], **built.extra)
+        timed(built.track, (k + 1) * 10_000_000, per_thread, outs[k], ids, **built.extra)
 
     workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
     for w in workers:
@@ -324,29 +426,35 @@ def fig_threads(
     for w in workers:
         w.join()
     wall = time.monotonic() - t0
-    merged = [s for per in samples for s in per]
-    calls = len(merged) * BATCH
+    merged = [x for per in outs for x in per]
     return {
         "caller": summarize(merged),
         "threads": threads,
         "wall_s": wall,
-        "calls_per_s": calls / wall,
+        "calls_per_s": len(merged) / wall,
     }
 
 
 def fig_memory(
-    contender: str, sink: str, events: int, warmup: int, wait: float, rate_limited: bool
+    contender: str,
+    sink: str,
+    events: int,
+    warmup: int,
+    wait: float,
+    rate_limited: bool,
+    customers: int,
 ) -> dict[str, Any]:
     """Figure 4: RSS growth while ``events`` wait (sink paused, or moetrack rate-limited)."""
     built = build(contender, sink, rate_limited=rate_limited)
     _, untimed = compile_loops(contender)
+    ids = customer_ids(customers)
     if rate_limited:
         # One event spends the minute's budget of one; everything after it waits.
-        i = untimed(built.track, 0, 1, **built.extra)
+        i = untimed(built.track, 0, 1, ids, **built.extra)
         wait_for(sink, 1, wait)
         warm = 1
     else:
-        i = untimed(built.track, 0, warmup, **built.extra)
+        i = untimed(built.track, 0, warmup, ids, **built.extra)
         assert built.flush is not None
         built.flush()
         wait_for(sink, warmup, wait)
@@ -356,7 +464,7 @@ def fig_memory(
     peak_reset = reset_peak()
     before = proc_status()
     t0 = time.monotonic()
-    untimed(built.track, i, events, **built.extra)
+    untimed(built.track, i, events, ids, **built.extra)
     loop_s = time.monotonic() - t0
     time.sleep(1.0)  # let the SDK's thread take what it takes from the queue
     after = proc_status()
@@ -378,13 +486,8 @@ def fig_memory(
         "loop_s": loop_s,
         "mode": "rate-limited" if rate_limited else "sink paused",
     }
-    if contender.startswith("moetrack"):
-        stats = built.client.stats()
-        result["moetrack_stats"] = {
-            "queue_depth": stats.queue_depth,
-            "pending": stats.pending,
-            "dropped": dict(stats.dropped),
-        }
+    if contender in MOETRACK_CLIENTS:
+        result["moetrack_stats"] = moetrack_stats(built.client)
     return result
 
 
@@ -398,7 +501,7 @@ def fig_decorator(contender: str, sink: str, calls: int, warmup: int) -> dict[st
     func: Callable[[], None] = work
     if contender == "track_event":
         if not hasattr(moetrack, "track_event"):
-            return {"available": False}
+            raise Unavailable("moetrack.track_event does not exist")
         moetrack.init(
             "BENCH_APP",
             "bench-key",
@@ -410,15 +513,15 @@ def fig_decorator(contender: str, sink: str, calls: int, warmup: int) -> dict[st
         moetrack.bind(customer_id="bench-user-1")
         func = moetrack.track_event("Purchase")(work)
     timed, _ = compile_loops(contender)
-    i = timed(func, 0, warmup // BATCH, [])
+    ids = customer_ids(1)
+    i = timed(func, 0, warmup, samples(), ids)
     gc.collect()
-    samples: list[int] = []
-    timed(func, i, calls // BATCH, samples)
-    result: dict[str, Any] = {"available": True, "caller": summarize(samples)}
+    out = samples()
+    timed(func, i, calls, out, ids)
+    result: dict[str, Any] = {"caller": summarize(out)}
     if contender == "track_event":
         moetrack.flush(30)
-        stats = moetrack.get_client().stats()
-        result["moetrack_stats"] = {"sent": stats.sent, "dropped": dict(stats.dropped)}
+        result["moetrack_stats"] = moetrack_stats(moetrack.get_client())
     return result
 
 
@@ -427,9 +530,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("figure", choices=["track", "threads", "memory", "decorator"])
     parser.add_argument("contender", choices=sorted(CALLS))
     parser.add_argument("--sink", required=True)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--customers", type=int, default=1)
     parser.add_argument("--wait", type=float, default=180.0)
     parser.add_argument("--rate-limited", action="store_true")
     parser.add_argument("--profile", metavar="FILE", help="cProfile this measurement to FILE")
@@ -437,25 +541,42 @@ def main(argv: list[str]) -> None:
 
     def run() -> dict[str, Any]:
         if args.figure == "track":
-            return fig_track(args.contender, args.sink, args.events, args.warmup, args.wait)
+            return fig_track(
+                args.contender, args.sink, args.events, args.warmup, args.wait, args.customers
+            )
         if args.figure == "threads":
             return fig_threads(
-                args.contender, args.sink, args.threads, args.events // args.threads, args.warmup
+                args.contender,
+                args.sink,
+                args.threads,
+                args.events // args.threads,
+                args.warmup,
+                args.customers,
             )
         if args.figure == "memory":
             return fig_memory(
-                args.contender, args.sink, args.events, args.warmup, args.wait, args.rate_limited
+                args.contender,
+                args.sink,
+                args.events,
+                args.warmup,
+                args.wait,
+                args.rate_limited,
+                args.customers,
             )
         return fig_decorator(args.contender, args.sink, args.events, args.warmup)
 
-    if args.profile:
-        import cProfile
+    try:
+        if args.profile:
+            import cProfile
 
-        profiler = cProfile.Profile()
-        result = profiler.runcall(run)
-        profiler.dump_stats(args.profile)
-    else:
-        result = run()
+            profiler = cProfile.Profile()
+            result = profiler.runcall(run)
+            profiler.dump_stats(args.profile)
+        else:
+            result = run()
+        result["available"] = True
+    except Unavailable as exc:
+        result = {"available": False, "reason": str(exc)}
     result["python"] = sys.version.split()[0]
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -20,6 +20,9 @@ LABELS = {
     "bare": "bare interpreter",
     "track_event": "@moetrack.track_event",
     "bare-call": "bare call",
+    "timer": "timer alone: a perf_counter_ns() pair",
+    "handler": "log.info() through moetrack's EventHandler",
+    "logging-discard": "log.info() to a do-nothing handler",
     "sink-ceiling-moetrack": "sink ceiling (moetrack-shaped bodies)",
     "sink-ceiling-segment": "sink ceiling (Segment-shaped bodies)",
 }
@@ -80,6 +83,40 @@ def _fastest(summary: dict[str, dict[str, Row]]) -> str:
     return f"fastest contender: {label(best.contender)} at {best.median:,.0f} events/s"
 
 
+def overheads(metric: Metric, summary: dict[str, dict[str, Row]]) -> list[str]:
+    """Differences worth a sentence under a table: what a wrapper adds to the call it wraps."""
+    rows = summary.get(metric.key, {})
+
+    def median(name: str) -> float | None:
+        row = rows.get(name)
+        return row.median if row is not None else None
+
+    out = []
+    if metric.key == "decorator":
+        te, bare = median("track_event"), median("bare-call")
+        if te is not None and bare is not None:
+            out.append(f"overhead of @moetrack.track_event: {te - bare:,.0f} ns per call")
+    if metric.key in {"handler_median", "handler_p99"}:
+        handler, track = median("handler"), median("moetrack")
+        logging_ = median("logging-discard")
+        if handler is not None and track is not None:
+            text = (
+                f"log.info() through the handler costs {handler - track:+,.0f} ns next to a "
+                "bare track()"
+            )
+            if logging_ is not None:
+                text += (
+                    f"; logging itself (the record, `extra`, a do-nothing handler) takes "
+                    f"{logging_:,.0f} ns and the handler's emit() {handler - logging_:+,.0f} ns"
+                )
+            out.append(text)
+    return out
+
+
+def settings_lines(doc: dict[str, Any]) -> list[str]:
+    return [f"{label(k)}: {v}" for k, v in (doc.get("settings") or {}).items()]
+
+
 def terminal(
     doc: dict[str, Any],
     metrics: Sequence[Metric],
@@ -100,11 +137,21 @@ def terminal(
     fastest = _fastest(summary)
     if fastest:
         out.append("  " + fastest)
-    header = ("contender", "n", "median", "rounds", "moetrack/this", "ratio per round")
+    if doc.get("settings"):
+        out += ["", "Settings beyond each SDK's defaults:"]
+        out += ["  " + line for line in settings_lines(doc)]
     for metric in metrics:
         rows = list(summary.get(metric.key, {}).values())
         if not rows:
             continue
+        header = (
+            "contender",
+            "n",
+            "median",
+            "rounds",
+            f"{metric.reference}/this",
+            "ratio per round",
+        )
         out += ["", metric.title + f" [{metric.unit}]"]
         table = [header]
         for row in rows:
@@ -125,12 +172,7 @@ def terminal(
             out.append("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
             if k == 0:
                 out.append("  " + "  ".join("-" * w for w in widths))
-        if metric.key == "decorator":
-            te = summary[metric.key].get("track_event")
-            bare = summary[metric.key].get("bare-call")
-            if te and bare and te.median is not None and bare.median is not None:
-                overhead = te.median - bare.median
-                out.append(f"  overhead of @moetrack.track_event: {overhead:,.0f} ns per call")
+        out += ["  " + line for line in overheads(metric, summary)]
     out += ["", "Targets (overall medians; per-round values after the detail)"]
     table = [("target", "measured", "needed", "result", "detail", "per round")]
     for t in targets:
@@ -186,11 +228,17 @@ def markdown(
         + ". Other processes on the machine add noise; `latest.json` has, per throughput "
         "measurement, the seconds its threads waited for a CPU (`runqueue_wait_s`).",
         "",
-        "Every contender sends the same event (`Purchase`, customer `bench-user-1`, five "
-        "attributes built in the call) to the same loopback sink; each measurement runs in a "
-        "fresh interpreter, the contenders take turns and their order rotates per round. "
-        "Values are medians over the rounds; *moetrack/this* divides moetrack's median by the "
-        "row's (below 1: moetrack's number is smaller).",
+        "Every contender sends the same event (`Purchase`, five attributes built in the call) "
+        "the same number of times to the same loopback sink, in two workloads: one customer, "
+        "and 1,000 customers in turn (consecutive events never share a customer, so nothing "
+        "merges per customer). Each measurement runs in a fresh interpreter, the contenders "
+        "take turns and their order rotates per round. Values are medians over the rounds; "
+        "*moetrack/this* divides moetrack's median by the row's (below 1: moetrack's number "
+        "is smaller); in tables 6 and 8 the first row takes moetrack's place.",
+        "",
+        "Settings beyond each SDK's defaults:",
+        "",
+        *[f"- {line}" for line in settings_lines(doc)],
         "",
         "## Targets",
         "",
@@ -215,7 +263,7 @@ def markdown(
             "",
             f"**{metric.title}** ({metric.unit})",
             "",
-            "| contender | n | median | per round | moetrack/this |",
+            f"| contender | n | median | per round | {metric.reference}/this |",
             "| --- | ---: | ---: | --- | ---: |",
         ]
         for row in rows:
@@ -227,19 +275,24 @@ def markdown(
                 f"| {label(row.contender)} | {row.n} | {num(row.median, row.unit)} | "
                 f"{per_round} | {ratio} |"
             )
+        notes = overheads(metric, summary)
+        if notes:
+            lines += ["", *(note[0].upper() + note[1:] + "." for note in notes)]
     lines += [
         "",
         "How each figure is taken:",
         "",
-        "1. Caller cost: the call is timed with `perf_counter_ns` around batches of 100 calls "
-        "while the SDK's background thread delivers to the sink; per call = batch / 100. The "
-        "floor is a `ContextVar.get()`, a `time.time()` and a `deque.append` of a tuple of the "
-        "same fields, behind a call with track()'s signature (and inline, without the call).",
+        "1. Caller cost: every call is timed on its own, between two `perf_counter_ns()` reads, "
+        "while the SDK's background thread delivers to the sink; median and p99 (nearest rank) "
+        "over those single-call timings. Each includes the timer pair itself (the *timer "
+        "alone* row). The floor is a `ContextVar.get()`, a `time.time()` and a `deque.append` "
+        "of a tuple of the same fields, behind a call with track()'s signature (and inline, "
+        "without the call).",
         "2. CPU: user + system time of the contender's process from the first timed call until "
         "the sink counted the last event, divided by the events.",
         "3. Throughput: events / (moment the sink counted the last event - first call); each "
         "SDK's `flush()` is called after the last event. Requests and body bytes as the sink "
-        "counted them.",
+        "counted them. Figures 1-3 come from the same measurement, once per workload.",
         "4. Memory: peak RSS growth (VmHWM after - VmRSS before, peak reset first) while the "
         "sink holds every request unanswered, divided by the events held. The rate-limited row "
         "sets `events_per_minute=1` instead of pausing the sink.",
@@ -248,6 +301,10 @@ def markdown(
         '6. `@moetrack.track_event("Purchase")` around an empty function, next to the bare '
         "function.",
         "7. As 1, with 8 threads tracking at once.",
+        '8. `log.info("Purchase", extra={...})` on a logger whose only handler is '
+        "`moetrack.logging.EventHandler`, timed as in 1 and delivered as in 2-3; next to a "
+        "bare `track()` of the same event and to the same `log.info()` with a handler that "
+        "does nothing.",
         "",
     ]
     return "\n".join(lines)
@@ -265,15 +322,18 @@ def chart(
     import matplotlib.pyplot as plt
 
     panels = [
-        ("caller_median", "track() caller cost, median (ns/call)", True),
+        ("caller_median", "track() caller cost, median (ns/call), one customer", True),
+        ("caller_p99", "track() caller cost, p99 (ns/call), one customer", True),
         ("threads_median", "…with 8 threads, median (ns/call)", True),
-        ("cpu", "CPU per delivered event (µs)", True),
-        ("throughput", "delivered events per second", True),
+        ("handler_median", "log.info() via EventHandler, median (ns/call)", False),
+        ("cpu", "CPU per delivered event (µs), one customer", True),
+        ("cpu_many", "CPU per delivered event (µs), 1,000 customers", True),
+        ("throughput", "delivered events/s, one customer", True),
+        ("throughput_many", "delivered events/s, 1,000 customers", True),
         ("memory", "bytes per waiting event", False),
         ("import_wall", "interpreter + import (ms, wall)", False),
-        ("body_bytes", "mean request body (bytes)", False),
+        ("events_per_request_many", "events per request, 1,000 customers", False),
         ("decorator", "empty function call (ns)", False),
-        ("caller_p99", "track() caller cost, p99 (ns/call)", True),
     ]
     colors = {
         "moetrack": "#e4572e",
@@ -288,8 +348,11 @@ def chart(
         "sink-ceiling-segment": "#dddddd",
         "bare": "#a0a0a0",
         "bare-call": "#a0a0a0",
+        "timer": "#dddddd",
+        "handler": "#f3a712",
+        "logging-discard": "#a0a0a0",
     }
-    fig, axes = plt.subplots(3, 3, figsize=(17, 12))
+    fig, axes = plt.subplots(3, 4, figsize=(22, 12))
     for ax, (key, title, log) in zip(axes.flat, panels, strict=True):
         rows = [r for r in summary.get(key, {}).values() if r.median]
         if not rows:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .measure import SETTINGS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RESULTS = HERE / "results"
@@ -35,18 +37,14 @@ PEERS = ("segment", "posthog")
 
 @dataclass
 class Sizes:
-    """How much each measurement does. Peers do fewer events where a full-size run of theirs
-    would not fit the time budget; their figures are rates, so the count only sets how long
-    they are measured for (every table row says its count)."""
+    """How much each measurement does. Every contender of a figure tracks the same number of
+    events, in both workloads (one customer, and ``customers`` customers in turn)."""
 
-    track_moetrack: int = 200_000
-    track_peer: int = 20_000
-    threads_moetrack: int = 100_000
-    threads_peer: int = 16_000
+    events: int = 40_000
+    threads_events: int = 40_000
     threads: int = 8
-    memory_moetrack: int = 1_000_000
-    memory_moetrack_ratelimited: int = 200_000
-    memory_peer: int = 20_000
+    memory_events: int = 40_000
+    customers: int = 1000
     decorator_calls: int = 100_000
     import_runs: int = 3
     blast_seconds: float = 1.5
@@ -55,13 +53,9 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(
-            track_moetrack=30_000,
-            track_peer=3_000,
-            threads_moetrack=16_000,
-            threads_peer=4_000,
-            memory_moetrack=200_000,
-            memory_moetrack_ratelimited=100_000,
-            memory_peer=5_000,
+            events=5_000,
+            threads_events=4_000,
+            memory_events=5_000,
             decorator_calls=20_000,
             import_runs=3,
             blast_seconds=0.5,
@@ -71,50 +65,59 @@ class Sizes:
 
 @dataclass
 class Job:
-    figure: str
+    figure: str  # the key results are filed under
     contender: str  # the row name
     measure_as: str  # the contender name measure.py knows
     events: int
     extra: list[str] = field(default_factory=list)
+    kind: str = ""  # the figure measure.py runs, when it differs from ``figure``
+
+
+#: The figure key of the many-customers workload of figures 1-3.
+MANY = "track-many"
 
 
 def plan(sizes: Sizes, figures: set[str]) -> list[list[Job]]:
     """Groups of jobs; the contenders of one group take turns."""
     groups: list[list[Job]] = []
+    n = sizes.events
     if "track" in figures:
         groups.append(
             [
-                Job("track", "moetrack", "moetrack", sizes.track_moetrack),
-                Job("track", "segment", "segment", sizes.track_peer),
-                Job("track", "posthog", "posthog", sizes.track_peer),
-                Job("track", "floor", "floor", sizes.track_moetrack),
-                Job("track", "moetrack-kwargs", "moetrack-kwargs", sizes.track_moetrack),
-                Job("track", "floor-inline", "floor-inline", sizes.track_moetrack),
+                Job("track", "moetrack", "moetrack", n),
+                Job("track", "segment", "segment", n),
+                Job("track", "posthog", "posthog", n),
+                Job("track", "floor", "floor", n),
+                Job("track", "handler", "handler", n),
+                Job("track", "moetrack-kwargs", "moetrack-kwargs", n),
+                Job("track", "floor-inline", "floor-inline", n),
+                Job("track", "logging-discard", "logging-discard", n),
+                Job("track", "timer", "timer", n),
+            ]
+        )
+        many = ["--customers", str(sizes.customers)]
+        groups.append(
+            [
+                Job(MANY, c, c, n, many, kind="track")
+                for c in ("moetrack", "segment", "posthog", "handler")
             ]
         )
     if "threads" in figures:
         t = ["--threads", str(sizes.threads)]
         groups.append(
             [
-                Job("threads", "moetrack", "moetrack", sizes.threads_moetrack, t),
-                Job("threads", "segment", "segment", sizes.threads_peer, t),
-                Job("threads", "posthog", "posthog", sizes.threads_peer, t),
-                Job("threads", "floor", "floor", sizes.threads_moetrack, t),
+                Job("threads", c, c, sizes.threads_events, t)
+                for c in ("moetrack", "segment", "posthog", "floor")
             ]
         )
     if "memory" in figures:
+        m = sizes.memory_events
         groups.append(
             [
-                Job("memory", "moetrack", "moetrack", sizes.memory_moetrack),
-                Job("memory", "segment", "segment", sizes.memory_peer),
-                Job("memory", "posthog", "posthog", sizes.memory_peer),
-                Job(
-                    "memory",
-                    "moetrack-ratelimited",
-                    "moetrack",
-                    sizes.memory_moetrack_ratelimited,
-                    ["--rate-limited"],
-                ),
+                Job("memory", "moetrack", "moetrack", m),
+                Job("memory", "segment", "segment", m),
+                Job("memory", "posthog", "posthog", m),
+                Job("memory", "moetrack-ratelimited", "moetrack", m, ["--rate-limited"]),
             ]
         )
     if "decorator" in figures:
@@ -216,7 +219,7 @@ def measure(python: str, sink: SinkProcess, job: Job, sizes: Sizes) -> dict[str,
     args = [
         "-m",
         "tests.benchmarks.measure",
-        job.figure,
+        job.kind or job.figure,
         job.measure_as,
         "--sink",
         sink.url,
@@ -307,105 +310,56 @@ class Metric:
     reference: str = "moetrack"
 
 
+CALLER = ["moetrack", "floor", "floor-inline", "moetrack-kwargs", "segment", "posthog", "timer"]
+DELIVERING = ["moetrack", "moetrack-kwargs", "handler", "segment", "posthog"]
+PEER_ROWS = ["moetrack", "segment", "posthog"]
+ONE = "one customer"
+THOUSAND = "1,000 customers in turn"
+
 METRICS = [
-    Metric(
-        "caller_median",
-        "1. track() caller cost, median per call",
-        "track",
-        "caller.median_ns",
-        "ns",
-        ["moetrack", "floor", "floor-inline", "moetrack-kwargs", "segment", "posthog"],
-    ),
-    Metric(
-        "caller_p99",
-        "1. track() caller cost, p99 per call",
-        "track",
-        "caller.p99_ns",
-        "ns",
-        ["moetrack", "floor", "floor-inline", "moetrack-kwargs", "segment", "posthog"],
-    ),
-    Metric(
-        "cpu",
-        "2. process CPU per delivered event",
-        "track",
-        "cpu_us_per_event",
-        "µs",
-        ["moetrack", "moetrack-kwargs", "segment", "posthog"],
-    ),
-    Metric(
-        "throughput",
-        "3. delivered events per second",
-        "track",
-        "events_per_s",
-        "ev/s",
-        ["moetrack", "moetrack-kwargs", "segment", "posthog"],
-    ),
-    Metric(
-        "events_per_request",
-        "3. events per request",
-        "track",
-        "events_per_request",
-        "ev",
-        ["moetrack", "segment", "posthog"],
-    ),
-    Metric(
-        "body_bytes",
-        "3. mean body bytes per request",
-        "track",
-        "mean_body_bytes",
-        "B",
-        ["moetrack", "segment", "posthog"],
-    ),
-    Metric(
-        "memory",
-        "4. memory per waiting event (peak RSS growth / held)",
-        "memory",
-        "bytes_per_event_peak",
-        "B",
-        ["moetrack", "moetrack-ratelimited", "segment", "posthog"],
-    ),
-    Metric(
-        "import_wall",
-        "5. fresh interpreter running the import (wall)",
-        "import",
-        "wall_ms",
-        "ms",
-        ["moetrack", "bare", "segment", "posthog"],
-    ),
-    Metric(
-        "import_ms",
-        "5. the import statement itself (perf_counter)",
-        "import",
-        "import_ms",
-        "ms",
-        ["moetrack", "segment", "posthog"],
-    ),
-    Metric(
-        "decorator",
-        "6. call of an empty function, median",
-        "decorator",
-        "caller.median_ns",
-        "ns",
-        ["track_event", "bare-call"],
-        reference="track_event",
-    ),
-    Metric(
-        "threads_median",
-        "7. track() caller cost, 8 threads, median per call",
-        "threads",
-        "caller.median_ns",
-        "ns",
-        ["moetrack", "floor", "segment", "posthog"],
-    ),
-    Metric(
-        "threads_p99",
-        "7. track() caller cost, 8 threads, p99 per call",
-        "threads",
-        "caller.p99_ns",
-        "ns",
-        ["moetrack", "floor", "segment", "posthog"],
-    ),
-]
+    Metric("caller_median", f"1. track() caller cost, {ONE}, median per call", "track",
+           "caller.median_ns", "ns", CALLER),
+    Metric("caller_median_many", f"1. track() caller cost, {THOUSAND}, median per call", MANY,
+           "caller.median_ns", "ns", PEER_ROWS),
+    Metric("caller_p99", f"1. track() caller cost, {ONE}, p99 per call", "track",
+           "caller.p99_ns", "ns", CALLER),
+    Metric("caller_p99_many", f"1. track() caller cost, {THOUSAND}, p99 per call", MANY,
+           "caller.p99_ns", "ns", PEER_ROWS),
+    Metric("cpu", f"2. process CPU per delivered event, {ONE}", "track", "cpu_us_per_event",
+           "µs", DELIVERING),
+    Metric("cpu_many", f"2. process CPU per delivered event, {THOUSAND}", MANY,
+           "cpu_us_per_event", "µs", [*PEER_ROWS, "handler"]),
+    Metric("throughput", f"3. delivered events per second, {ONE}", "track", "events_per_s",
+           "ev/s", DELIVERING),
+    Metric("throughput_many", f"3. delivered events per second, {THOUSAND}", MANY,
+           "events_per_s", "ev/s", [*PEER_ROWS, "handler"]),
+    Metric("events_per_request", f"3. events per request, {ONE}", "track",
+           "events_per_request", "ev", PEER_ROWS),
+    Metric("events_per_request_many", f"3. events per request, {THOUSAND}", MANY,
+           "events_per_request", "ev", PEER_ROWS),
+    Metric("body_bytes", f"3. mean body bytes per request, {ONE}", "track", "mean_body_bytes",
+           "B", PEER_ROWS),
+    Metric("body_bytes_many", f"3. mean body bytes per request, {THOUSAND}", MANY,
+           "mean_body_bytes", "B", PEER_ROWS),
+    Metric("memory", "4. memory per waiting event (peak RSS growth / held)", "memory",
+           "bytes_per_event_peak", "B", ["moetrack", "moetrack-ratelimited", "segment", "posthog"]),
+    Metric("import_wall", "5. fresh interpreter running the import (wall)", "import", "wall_ms",
+           "ms", ["moetrack", "bare", "segment", "posthog"]),
+    Metric("import_ms", "5. the import statement itself (perf_counter)", "import", "import_ms",
+           "ms", ["moetrack", "segment", "posthog"]),
+    Metric("decorator", "6. call of an empty function, median", "decorator", "caller.median_ns",
+           "ns", ["track_event", "bare-call"], reference="track_event"),
+    Metric("threads_median", "7. track() caller cost, 8 threads, median per call", "threads",
+           "caller.median_ns", "ns", ["moetrack", "floor", "segment", "posthog"]),
+    Metric("threads_p99", "7. track() caller cost, 8 threads, p99 per call", "threads",
+           "caller.p99_ns", "ns", ["moetrack", "floor", "segment", "posthog"]),
+    Metric("handler_median", f"8. log.info() through EventHandler, {ONE}, median per call",
+           "track", "caller.median_ns", "ns", ["handler", "moetrack", "logging-discard"],
+           reference="handler"),
+    Metric("handler_p99", f"8. log.info() through EventHandler, {ONE}, p99 per call", "track",
+           "caller.p99_ns", "ns", ["handler", "moetrack", "logging-discard"],
+           reference="handler"),
+]  # fmt: skip
 
 
 def rows_for(metric: Metric, rounds: list[dict[str, dict[str, Any]]]) -> list[Row]:
@@ -453,10 +407,13 @@ def rows_for(metric: Metric, rounds: list[dict[str, dict[str, Any]]]) -> list[Ro
         errors = [e for e in errors if e]
         if errors:
             note = f"error: {errors[0]}"
-        if metric.figure == "decorator" and any(
-            r.get("decorator", {}).get(contender, {}).get("available") is False for r in rounds
-        ):
-            note = "n/a: moetrack.track_event does not exist"
+        missing = [
+            r[metric.figure][contender].get("reason", "not available")
+            for r in rounds
+            if r.get(metric.figure, {}).get(contender, {}).get("available") is False
+        ]
+        if missing:
+            note = f"n/a: {missing[0]}"
         out.append(
             Row(
                 figure=metric.key,
@@ -627,7 +584,7 @@ def machine() -> dict[str, Any]:
         pass
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("moetrack", "segment-analytics-python", "posthog", "httpx", "matplotlib"):
         try:
             versions[dist] = metadata.version(dist)
@@ -762,6 +719,7 @@ def main(argv: list[str], command: str) -> int:
         "rounds": rounds,
         "quick": args.quick,
         "sizes": asdict(sizes),
+        "settings": SETTINGS,
         "elapsed_s": elapsed,
         "sink_ceiling": ceiling,
         "raw": all_rounds,
@@ -775,7 +733,7 @@ def write_results(doc: dict[str, Any], out: Path, *, chart: bool) -> int:
 
     all_rounds: list[dict[str, dict[str, Any]]] = doc["raw"]
     for r in all_rounds:  # derived values
-        for res in r.get("track", {}).values():
+        for res in [*r.get("track", {}).values(), *r.get(MANY, {}).values()]:
             if res.get("requests"):
                 res["events_per_request"] = res["events"] / res["requests"]
     summary: dict[str, dict[str, Row]] = {}
@@ -834,8 +792,13 @@ def add_ceiling_rows(summary: dict[str, dict[str, Row]], ceiling: list[dict[str,
 def brief(figure: str, result: dict[str, Any]) -> str:
     if "error" in result:
         return "ERROR " + str(result["error"])[:160]
-    if figure == "track":
-        s = f"caller median {dig(result, 'caller.median_ns') or 0:,.0f} ns"
+    if result.get("available") is False:
+        return f"n/a ({result.get('reason', 'not available')})"
+    if figure in {"track", MANY}:
+        s = (
+            f"caller median {dig(result, 'caller.median_ns') or 0:,.0f} ns, "
+            f"p99 {dig(result, 'caller.p99_ns') or 0:,.0f} ns"
+        )
         if "events_per_s" in result:
             s += (
                 f", {result['events_per_s']:,.0f} ev/s, "
@@ -854,8 +817,6 @@ def brief(figure: str, result: dict[str, Any]) -> str:
             f"({result['held']:,} held, settled {result['bytes_per_event_settled']:,.0f} B)"
         )
     if figure == "decorator":
-        if result.get("available") is False:
-            return "n/a (moetrack.track_event does not exist)"
         return f"median {dig(result, 'caller.median_ns') or 0:,.0f} ns"
     return ""
 
