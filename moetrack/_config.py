@@ -99,6 +99,9 @@ class Config(NamedTuple):
     #: ``"redis://…"`` (env ``MOETRACK_BACKLOG``): hand prepared elements to a durable Redis
     #: Streams backlog, sent by ``moetrack relay`` processes, instead of sending them.
     backlog: str | None = None
+    #: With ``backlog``: most entries the backlog may hold; beyond it new records are dropped
+    #: and counted as ``backlog_full`` (entries not yet sent are never trimmed).
+    backlog_max_entries: int = 10_000_000
     #: Computed: the base URL requests go to.
     base_url: str = ""
 
@@ -159,7 +162,7 @@ class Config(NamedTuple):
                 f"max_batch_bytes: must be between 1,000 and {_spec.MAX_BODY_BYTES:,} "
                 f"(the API's 100 KB body limit), got {self.max_batch_bytes!r}"
             )
-        for name in ("max_batch_size", "queue_capacity", "max_queue_bytes"):
+        for name in ("max_batch_size", "queue_capacity", "max_queue_bytes", "backlog_max_entries"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
@@ -186,7 +189,9 @@ class Config(NamedTuple):
             raise ConfigurationError(f"on_full: must be 'drop' or 'block', got {self.on_full!r}")
         for name in ("limiter", "backlog"):
             value = getattr(self, name)
-            if isinstance(value, str) and not value.startswith(("redis://", "rediss://", "unix://")):
+            if isinstance(value, str) and not value.startswith(
+                ("redis://", "rediss://", "unix://")
+            ):
                 raise ConfigurationError(
                     f"{name}: must be a redis://, rediss:// or unix:// URL, got {value!r}"
                 )
