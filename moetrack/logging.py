@@ -1,0 +1,277 @@
+"""Events from the logs you already write: a ``logging`` handler and a structlog processor.
+
+::
+
+    import logging, moetrack
+    from moetrack.logging import EventHandler
+
+    moetrack.init()
+    events = logging.getLogger("events")
+    events.addHandler(EventHandler())
+    events.info("Purchase", extra={"customer_id": user.id, "price": 3999})
+
+:class:`EventHandler` turns each log record it handles into one ``track()`` call on the
+caller's thread, so the ambient context applies exactly as for ``moetrack.track()``.
+:class:`StructlogProcessor` (and the ready-made :data:`structlog_processor`) does the same for
+structlog event dicts. Neither imports structlog unless asked to drop events.
+
+Records of the ``moetrack`` logger (and its children), records logged on moetrack's own
+threads (the delivery worker, where the HTTP client logs its requests), and records logged
+while one of these is already tracking on the same thread are never tracked: nothing can loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping, MutableMapping
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from . import _api
+from ._exceptions import ValidationError
+from ._report import logger
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["EventHandler", "StructlogProcessor", "structlog_processor"]
+
+#: Keyword arguments of ``track()`` recognised in a record's extra or an event dict.
+ACTION_FIELDS = frozenset(
+    (
+        "customer_id",
+        "device_id",
+        "platform",
+        "app_version",
+        "current_time",
+        "user_time",
+        "user_timezone_offset",
+    )
+)
+
+_BLANK_RECORD = vars(logging.LogRecord("", logging.NOTSET, "", 0, "", (), None))
+#: The attributes every ``LogRecord`` has; whatever else a record carries came from ``extra``
+#: (or from a record factory).
+STANDARD_RECORD_ATTRIBUTES = frozenset((*_BLANK_RECORD, "message", "asctime", "taskName"))
+# ``extra`` is written into a record after ``LogRecord.__init__`` set its attributes, and a
+# dict keeps insertion order: extra fields are never among the first _INIT_SIZE keys.
+_INIT_SIZE = len(_BLANK_RECORD)
+del _BLANK_RECORD
+
+#: Keys structlog uses for its own bookkeeping, never tracked as attributes.
+STRUCTLOG_INTERNAL_KEYS = frozenset(
+    ("event", "_record", "_from_structlog", "exc_info", "stack_info", "positional_args")
+)
+
+_OWN_LOGGER = "moetrack"
+_OWN_LOGGER_PREFIX = "moetrack."
+_OWN_THREAD_PREFIX = "moetrack-"
+
+
+class _Tracking(threading.local):
+    """True while a record or event dict is being tracked on this thread (a sync client sends
+    inside track(), and the HTTP client logs while it does)."""
+
+    active = False
+
+
+_tracking = _Tracking()
+
+
+def _own_thread(record: logging.LogRecord) -> bool:
+    name = record.threadName
+    if name is None:  # logging.logThreads is off: the record is handled where it was logged
+        name = threading.current_thread().name
+    return name.startswith(_OWN_THREAD_PREFIX)
+
+
+class EventHandler(logging.Handler):
+    """A ``logging.Handler`` that tracks each record it handles as one event.
+
+    - The action is the record's unformatted ``msg`` (``"Refund %s"`` stays as written), or
+      ``action(record)`` when given; a ``None`` action skips the record.
+    - The attributes are the record's ``extra`` fields: everything on the record that a blank
+      ``LogRecord`` does not have. ``attributes(record)`` may return the mapping instead;
+      keys in it are attributes, even one called ``platform``.
+    - ``customer_id``, ``device_id``, ``platform``, ``app_version``, ``current_time``,
+      ``user_time`` and ``user_timezone_offset`` in ``extra`` fill those fields of the event;
+      the ambient context applies as for ``track()``.
+    - ``current_time`` is the record's ``created`` time in whole epoch seconds (unless
+      ``extra`` names one).
+    - ``client`` is the :class:`~moetrack.Client` to track on; by default the default client,
+      looked up when each record is emitted (so the handler may be configured before
+      :func:`moetrack.init`).
+
+    ``emit()`` is one ``track()`` call: no formatting, no I/O. It never raises; a failure is
+    passed to :meth:`handleError`, which follows ``logging.raiseExceptions``. Records of the
+    ``moetrack`` logger and of moetrack's own threads are never tracked.
+
+    ``dictConfig`` builds it from ``{"class": "moetrack.logging.EventHandler", ...}``; the
+    keyword arguments go beside ``class`` (``ext://`` paths work for the callables and the
+    client).
+    """
+
+    def __init__(
+        self,
+        level: int | str = logging.INFO,
+        *,
+        client: Client | None = None,
+        action: Callable[[logging.LogRecord], str | None] | None = None,
+        attributes: Callable[[logging.LogRecord], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        super().__init__(level)
+        self.client = client
+        self.action = action
+        self.attributes = attributes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Track ``record`` as one event (nothing for moetrack's own records)."""
+        name = record.name
+        if (
+            name == _OWN_LOGGER
+            or name.startswith(_OWN_LOGGER_PREFIX)
+            or _tracking.active
+            or _own_thread(record)
+        ):
+            return
+        _tracking.active = True
+        try:
+            action: str | None
+            if self.action is None:
+                msg = record.msg
+                action = msg if type(msg) is str else str(msg)
+            else:
+                action = self.action(record)
+                if action is None:
+                    return
+            values = record.__dict__
+            fields: dict[str, Any] = {}
+            attrs: dict[str, Any] = {}
+            for key in islice(values, _INIT_SIZE, None):
+                if key in STANDARD_RECORD_ATTRIBUTES:
+                    continue
+                if key in ACTION_FIELDS:
+                    fields[key] = values[key]
+                else:
+                    attrs[key] = values[key]
+            mapping = (attrs or None) if self.attributes is None else self.attributes(record)
+            if fields.get("current_time") is None:
+                fields["current_time"] = int(record.created)
+            client = self.client
+            if client is None:
+                client = _api._default or _api.get_client()
+            client.track(action, mapping, **fields)
+        except Exception:
+            self.handleError(record)
+        finally:
+            _tracking.active = False
+
+
+class StructlogProcessor:
+    """A structlog processor that tracks each event dict as one event.
+
+    ``event`` is the action (or ``action(event_dict)``; ``None`` skips the event). The other
+    keys are the attributes (or ``attributes(event_dict)``), except ``customer_id``,
+    ``device_id``, ``platform``, ``app_version``, ``current_time``, ``user_time`` and
+    ``user_timezone_offset``, which fill those fields, and structlog's own bookkeeping keys
+    (``exc_info``, ``stack_info``, ``positional_args``, ``_record``, ``_from_structlog``).
+    The ambient context applies as for ``track()``; the time is the time of the call.
+
+    The event dict is passed on unchanged; with ``drop=True`` (as the last processor) it is
+    dropped after tracking, so the line goes to MoEngage and nowhere else. A tracking problem
+    is logged on the ``moetrack`` logger and the event dict still passed on (in strict mode, a
+    :class:`~moetrack.ValidationError` is raised, as ``track()`` raises it).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Client | None = None,
+        drop: bool = False,
+        action: Callable[[MutableMapping[str, Any]], str | None] | None = None,
+        attributes: Callable[[MutableMapping[str, Any]], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        self.client = client
+        self.drop = drop
+        self.action = action
+        self.attributes = attributes
+        self._drop_event: type[BaseException] | None = None
+        if drop:
+            from structlog import DropEvent  # the only place structlog is needed
+
+            self._drop_event = DropEvent
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if not _tracking.active:
+            _tracking.active = True
+            try:
+                self._track(event_dict)
+            finally:
+                _tracking.active = False
+        if self._drop_event is not None:
+            raise self._drop_event
+        return event_dict
+
+    def _track(self, event_dict: MutableMapping[str, Any]) -> None:
+        client = self.client
+        try:
+            if client is None:
+                client = _api._default or _api.get_client()
+            action: str | None
+            if self.action is None:
+                # No event at all: tracked as "", which validation drops and counts.
+                event = event_dict.get("event")
+                action = "" if event is None else event if type(event) is str else str(event)
+            else:
+                action = self.action(event_dict)
+                if action is None:
+                    return
+            fields: dict[str, Any] = {}
+            mapping: Mapping[str, Any] | None
+            if self.attributes is None:
+                attrs: dict[str, Any] = {}
+                for key, value in event_dict.items():
+                    if key in ACTION_FIELDS:
+                        fields[key] = value
+                    elif key not in STRUCTLOG_INTERNAL_KEYS:
+                        attrs[key] = value
+                mapping = attrs or None
+            else:
+                for key in event_dict.keys() & ACTION_FIELDS:
+                    fields[key] = event_dict[key]
+                mapping = self.attributes(event_dict)
+            client.track(action, mapping, **fields)
+        except ValidationError:
+            if client is not None and client.config.strict:
+                raise
+            self._problem(client)
+        except Exception:
+            self._problem(client)
+
+    def _problem(self, client: Client | None) -> None:
+        # Called inside an ``except`` block: the exception being handled is the cause.
+        error = sys.exc_info()[1]
+        detail = f"{type(error).__name__}: {error}"
+        try:
+            if client is not None:
+                client._reporter.log(
+                    logging.WARNING,
+                    "structlog:" + type(error).__name__,
+                    "the structlog processor could not track an event (%s)",
+                    detail,
+                )
+                return
+        except Exception:
+            pass
+        logger.warning("the structlog processor could not track an event (%s)", detail)
+
+    def __repr__(self) -> str:
+        return f"<moetrack.logging.StructlogProcessor drop={self.drop}>"
+
+
+#: A pass-through processor on the default client: ``processors=[..., structlog_processor, ...]``.
+structlog_processor = StructlogProcessor()
