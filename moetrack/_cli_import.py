@@ -1,0 +1,156 @@
+"""``moetrack import FILE [FILE ...]``: load history in bulk, paced, resumable.
+
+The work is in :mod:`moetrack._import`; this module only reads the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def _per_minute(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value or None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "import",
+        help="import history from JSON-lines or CSV files, paced and resumable",
+        description=(
+            "Send users, devices and events from files to the Data API, paced to the "
+            "account's quota. Each .jsonl/.ndjson line is a Data API element "
+            '({"type": "customer" | "device" | "event", ...}) or a flat track row '
+            '({"customer_id", "action", "attributes", "current_time", ...}); a .csv needs '
+            "--kind; either may be gzipped (.gz). Refused rows never stop the import "
+            "(--rejects names each). What the server acknowledged is saved beside the first "
+            "file, so running the same command again continues where it stopped. Exit "
+            "status: 0 everything sent, 1 some rows refused, 2 could not finish."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="input files, imported in order")
+    creds = p.add_argument_group("where to (default: the MOETRACK_* variables)")
+    creds.add_argument("--app-id", help="Data API app id (MOETRACK_APP_ID)")
+    creds.add_argument(
+        "--api-key", help="Data API key (MOETRACK_API_KEY; prefer the variable: ps shows arguments)"
+    )
+    creds.add_argument("--endpoint", help="base URL (MOETRACK_ENDPOINT), e.g. the emulator")
+    creds.add_argument("--data-center", help="01, 02 or 03 (MOETRACK_DATA_CENTER)")
+    p.add_argument(
+        "--kind",
+        choices=("users", "events", "devices"),
+        help="what the rows of a CSV file are (required for .csv)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate every row and count; send nothing, save no resume state",
+    )
+    p.add_argument(
+        "--rejects",
+        metavar="PATH",
+        help='write each refused row as a JSON line {"line", "reason", "field", "message"}',
+    )
+    p.add_argument(
+        "--state",
+        metavar="PATH",
+        help="the resume state file (default: beside the first FILE, FILE.moetrack-import)",
+    )
+    p.add_argument(
+        "--restart", action="store_true", help="ignore the saved state and start from the top"
+    )
+    pace = p.add_argument_group("pacing (set these to the account's quota)")
+    pace.add_argument(
+        "--events-per-minute",
+        type=_per_minute,
+        default=10_000,
+        metavar="N",
+        help="events per window (default %(default)s; 0: no limit)",
+    )
+    pace.add_argument(
+        "--users-per-minute",
+        type=_per_minute,
+        default=1_000,
+        metavar="N",
+        help="users and devices per window (default %(default)s; 0: no limit)",
+    )
+    pace.add_argument(
+        "--rate-limit-window",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="the window the limits count over (default %(default)s)",
+    )
+    pace.add_argument(
+        "--limiter",
+        metavar="URL",
+        help="redis:// URL of the quota shared with running apps (MOETRACK_LIMITER)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1_000,
+        metavar="N",
+        help="most records in one request (default %(default)s)",
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="off a terminal: seconds between progress lines (default %(default)s)",
+    )
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from ._config import Config
+    from ._exceptions import ConfigurationError
+    from ._import import ImportOptions, run
+
+    options = ImportOptions(
+        files=args.files,
+        kind=args.kind,
+        dry_run=args.dry_run,
+        rejects=args.rejects,
+        state=args.state,
+        restart=args.restart,
+        progress_interval=args.progress_interval,
+    )
+    config = None
+    if not args.dry_run:
+        try:
+            config = Config.build(
+                args.app_id,
+                args.api_key,
+                endpoint=args.endpoint,
+                data_center=args.data_center,
+                users_per_minute=args.users_per_minute,
+                events_per_minute=args.events_per_minute,
+                rate_limit_window=args.rate_limit_window,
+                limiter=args.limiter,
+                max_batch_size=args.batch_size,
+                flush_interval=0.2,
+            )
+        except ConfigurationError as exc:
+            print(f"moetrack import: {exc}", file=sys.stderr)
+            return 2
+    return run(options, config)
