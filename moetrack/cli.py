@@ -20,7 +20,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 #: and sets ``handler``. They import their heavy dependencies inside the handlers only.
-_COMMAND_MODULES: tuple[str, ...] = ("moetrack._cli_import",)
+_COMMAND_MODULES: tuple[str, ...] = ("moetrack._cli_import", "moetrack._cli_relay")
 
 
 def _devserver(args: argparse.Namespace) -> int:
