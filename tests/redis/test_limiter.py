@@ -1,0 +1,341 @@
+"""The shared limiter against a real redis-server: the window promise, one round trip per
+batch, the shared pause, the fallback while Redis is away, fork safety."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from moetrack import _redis_limiter
+from moetrack._config import Config
+from moetrack._limiter import LocalLimiter, make_limiter
+from moetrack._redis_limiter import RedisLimiter, display_url, gcra_parameters
+
+from .._need import need_module
+from .conftest import RedisServer
+
+redis = need_module("redis")
+
+
+def raw(server: RedisServer, password: str | None = None) -> Any:
+    return redis.Redis(host="127.0.0.1", port=server.port, password=password)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)  # polling a condition
+    return condition()
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+def test_gcra_parameters_keep_the_quota() -> None:
+    # 10,000 events a minute, batches of up to 1,000: burst 1,000, 9,000 a minute steady.
+    burst, per_unit, keep = gcra_parameters(10_000, 60.0, 1_000, 0.0)
+    assert burst == 1_000
+    assert per_unit == pytest.approx(60e6 / 9_000, abs=1)
+    assert burst + 60e6 / per_unit <= 10_000
+    assert keep >= 60e6
+    # 1,000 users a minute, batches as large as the quota: the burst stays a tenth of it.
+    burst, per_unit, _ = gcra_parameters(1_000, 60.0, 1_000, 1.0)
+    assert burst == 100
+    assert burst + 61e6 / per_unit <= 1_000
+    assert gcra_parameters(None, 60.0, 1_000, 1.0) == (0, 0, 0)
+    assert gcra_parameters(1, 60.0, 1_000, 1.0)[0] == 0
+
+
+def test_display_url_hides_the_password() -> None:
+    assert display_url("redis://:s3cret@host:6380/1") == "redis://:***@host:6380/1"
+    assert display_url("rediss://user:s3cret@h/0") == "rediss://user:***@h/0"
+    assert display_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+# --- the window promise ----------------------------------------------------------------
+
+
+def _drive(
+    url: str,
+    seconds: float,
+    seed: int,
+    grants: list[tuple[int, int, int]],
+    sizes: tuple[int, int],
+    **kw: Any,
+) -> None:
+    """One process's sender: random batches (up to ``sizes`` users and events), each asked
+    for until granted, as a sender does; now and then one as large as a whole quota."""
+    limiter = RedisLimiter(url, "app", **kw)
+    rng = random.Random(seed)
+    quota_users, quota_events = kw["users_per_minute"], kw["events_per_minute"]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if rng.random() < 0.04:
+            users, events = quota_users, quota_events
+        else:
+            users, events = rng.randint(0, sizes[0]), rng.randint(1, sizes[1])
+        while True:
+            wait = limiter.acquire(users, events)
+            if wait <= 0:
+                break
+            time.sleep(min(wait, 0.05))  # the limiter's own answer paces, as in the sender
+        grants.append((limiter.last_grant, users, events))
+        limiter.answered()
+    limiter.close()
+
+
+def _worst_window(grants: list[tuple[int, int]], span_us: int) -> int:
+    """Most units in any closed window ``[t, t + span]`` (one starts at each grant)."""
+    grants = sorted(grants)
+    worst, total, j = 0, 0, 0
+    for t, n in grants:
+        total += n
+        while grants[j][0] < t - span_us:
+            total -= grants[j][1]
+            j += 1
+        worst = max(worst, total)
+    return worst
+
+
+def test_no_window_exceeds_the_quota(redis_server: RedisServer) -> None:
+    """Four senders on one Redis, allowance 0 (the tightest case), batches taken whole: no
+    closed window of the quota's length, on Redis's clock, ever holds more than the quota."""
+    window = 0.4
+    settings = {
+        "users_per_minute": 60,
+        "events_per_minute": 100,
+        "window": window,
+        "max_batch": 40,
+        "allowance": 0.0,
+    }
+    grants: list[tuple[int, int, int]] = []
+    threads = [
+        threading.Thread(
+            target=_drive, args=(redis_server.url, 3.0, seed, grants, (10, 40)), kwargs=settings
+        )
+        for seed in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(grants) > 20
+    span = int(window * 1_000_000)
+    worst_users = _worst_window([(t, u) for t, u, _ in grants], span)
+    worst_events = _worst_window([(t, e) for t, _, e in grants], span)
+    assert worst_users <= 60, worst_users
+    assert worst_events <= 100, worst_events
+    # The check has teeth: the same grants over two windows do exceed one quota.
+    assert _worst_window([(t, e) for t, _, e in grants], 2 * span) > 100
+
+
+def test_the_allowance_widens_the_window(redis_server: RedisServer) -> None:
+    """With the default allowance L, even windows of W + L hold at most the quota."""
+    window = 0.6
+    settings = {"users_per_minute": 10, "events_per_minute": 60, "window": window, "max_batch": 20}
+    grants: list[tuple[int, int, int]] = []
+    threads = [
+        threading.Thread(
+            target=_drive, args=(redis_server.url, 2.0, seed, grants, (3, 20)), kwargs=settings
+        )
+        for seed in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    span = int((window + window / 60) * 1_000_000)
+    assert _worst_window([(t, u) for t, u, _ in grants], span) <= 10
+    assert _worst_window([(t, e) for t, _, e in grants], span) <= 60
+
+
+def test_both_quotas_are_charged_together_or_not_at_all(redis_server: RedisServer) -> None:
+    limiter = RedisLimiter(redis_server.url, "app", 10, 1_000, 60.0, max_batch=100)
+    r = raw(redis_server)
+    # users: burst 1 of 10 a minute. The first batch goes; the second waits for the users.
+    assert limiter.acquire(1, 5) == 0.0
+    events_tat = r.get("mt:{app}:gcra:events")
+    wait = limiter.acquire(1, 5)
+    assert wait > 0
+    assert r.get("mt:{app}:gcra:events") == events_tat  # the events were not charged
+    for key in ("mt:{app}:gcra:users", "mt:{app}:gcra:events"):
+        assert r.pttl(key) > 0  # every key expires: nothing is left behind
+    limiter.close()
+
+
+# --- one round trip per batch -------------------------------------------------------------
+
+
+def _round_trips(
+    server: RedisServer, limiter: RedisLimiter, action: Callable[[], None]
+) -> list[str]:
+    """The commands the limiter sent while ``action`` ran, as MONITOR saw them (the commands
+    a script runs inside the server are not round trips, and are left out)."""
+    address = limiter._redis.client_info()["addr"]
+    r = raw(server)
+    marker = "moetrack-end-of-action"
+    with r.monitor() as monitor:
+        action()
+        raw(server).echo(marker)
+        sent: list[str] = []
+        while True:
+            command = monitor.next_command()
+            if marker in command["command"]:
+                return sent
+            if f"{command['client_address']}:{command['client_port']}" == address:
+                sent.append(command["command"].split()[0].upper())
+
+
+def test_one_round_trip_per_acquire(redis_server: RedisServer) -> None:
+    limiter = RedisLimiter(redis_server.url, "app", 100_000, 100_000, 60.0)
+    limiter.acquire(1, 1)  # connects and caches the script
+
+    def batches() -> None:
+        for _ in range(25):
+            assert limiter.acquire(2, 7) == 0.0
+            limiter.answered()
+
+    assert _round_trips(redis_server, limiter, batches) == ["EVALSHA"] * 25
+    # A server that lost its scripts (a restart, SCRIPT FLUSH) costs one more, once.
+    raw(redis_server).script_flush()
+    assert _round_trips(redis_server, limiter, batches) == ["EVALSHA", "EVAL"] + ["EVALSHA"] * 24
+    # A 429's pause is one round trip too.
+    assert _round_trips(redis_server, limiter, lambda: limiter.pause(1.0)) == ["EVALSHA"]
+    limiter.close()
+
+
+# --- the shared pause ---------------------------------------------------------------------
+
+
+def test_a_429_pauses_every_process(redis_server: RedisServer) -> None:
+    one = RedisLimiter(redis_server.url, "app", 1_000, 10_000, 60.0)
+    other = RedisLimiter(redis_server.url, "app", 1_000, 10_000, 60.0)
+    elsewhere = RedisLimiter(redis_server.url, "another-app", 1_000, 10_000, 60.0)
+    assert other.acquire(1, 1) == 0.0
+    one.pause(3.0)
+    wait = other.acquire(1, 1)
+    assert 0 < wait <= 3.0
+    assert elsewhere.acquire(1, 1) == 0.0  # a pause belongs to its app id
+    # A shorter pause never shortens a longer one.
+    one.pause(0.5)
+    assert other.acquire(1, 1) > 0.5
+    assert 0 < raw(redis_server).pttl("mt:{app}:pause") <= 3000
+    for limiter in (one, other, elsewhere):
+        limiter.close()
+
+
+# --- Redis away: the local fallback -------------------------------------------------------
+
+
+def test_fallback_while_redis_is_down_then_back(
+    redis_factory: Callable[..., RedisServer],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_redis_limiter, "RETRY_INTERVAL", 0.2)
+    # A user with a password (the default user stays open, for the fixture's own PING).
+    server = redis_factory(args=("--user", "moe", "on", ">s3cret-pw", "~*", "&*", "+@all"))
+    url = f"redis://moe:s3cret-pw@127.0.0.1:{server.port}/0"
+    fallback = LocalLimiter(None, 5, 60.0)
+    limiter = RedisLimiter(url, "app", None, 10_000, 60.0, fallback=fallback)
+    caplog.set_level(logging.INFO, logger="moetrack")
+    assert limiter.acquire(0, 1) == 0.0
+    assert limiter.round_trips == 1
+
+    server.kill()
+    grants = 0
+    for _ in range(10):
+        if limiter.acquire(0, 1) == 0.0:
+            grants += 1
+            limiter.answered()
+    assert grants == 5  # the local limiter paces alone: 5 a minute
+    assert limiter.fallback_acquires == 10
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "unreachable" in warnings[0].getMessage()
+    assert "redis://moe:***@127.0.0.1" in warnings[0].getMessage()
+    assert "s3cret-pw" not in caplog.text
+
+    server.start()
+    assert wait_until(lambda: limiter.acquire(0, 1) == 0.0 and limiter.round_trips > 1)
+    back = [r for r in caplog.records if "is back" in r.getMessage()]
+    assert len(back) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert "s3cret-pw" not in caplog.text
+    limiter.close()
+
+
+def test_pause_while_redis_is_down_still_pauses_locally(redis_server: RedisServer) -> None:
+    limiter = RedisLimiter(redis_server.url, "app", 1_000, 10_000, 60.0)
+    redis_server.kill()
+    limiter.pause(2.0)
+    assert 0 < limiter.acquire(1, 1) <= 2.0
+
+
+# --- wiring, fork, import cost ------------------------------------------------------------
+
+
+def test_make_limiter_builds_it_from_the_config(redis_server: RedisServer) -> None:
+    config = Config.build(
+        "APPID123",
+        "key",
+        endpoint="http://127.0.0.1:1",
+        limiter=redis_server.url,
+        events_per_minute=600,
+        users_per_minute=None,
+        rate_limit_window=6.0,
+        max_batch_size=50,
+    )
+    limiter = make_limiter(config)
+    assert isinstance(limiter, RedisLimiter)
+    assert isinstance(limiter.fallback, LocalLimiter)
+    assert limiter.keys == (
+        "mt:{APPID123}:gcra:users",
+        "mt:{APPID123}:gcra:events",
+        "mt:{APPID123}:pause",
+    )
+    assert limiter.parameters[1][0] == 50  # burst: the largest batch, a tenth of 600 here
+    assert limiter.acquire(3, 3) == 0.0
+    assert raw(redis_server).exists("mt:{APPID123}:gcra:events")
+    assert not raw(redis_server).exists("mt:{APPID123}:gcra:users")  # that quota is off
+    limiter.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_uses_its_own_connection(redis_server: RedisServer) -> None:
+    limiter = RedisLimiter(redis_server.url, "app", 1_000, 10_000, 60.0)
+    assert limiter.acquire(1, 1) == 0.0
+    parent_id = limiter._redis.client_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its connection id and whether acquire works
+        try:
+            ok = limiter.acquire(1, 1) == 0.0 and limiter.round_trips == 2
+            os.write(write, f"{limiter._redis.client_id()} {int(ok)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        child_id, ok = f.read().split()
+    os.waitpid(pid, 0)
+    assert ok == "1"
+    assert int(child_id) != parent_id
+    assert limiter._redis.client_id() == parent_id  # the parent's socket was left alone
+    assert limiter.acquire(1, 1) == 0.0
+    limiter.close()
+
+
+def test_import_moetrack_does_not_import_redis() -> None:
+    code = "import sys, moetrack; sys.exit('redis' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
