@@ -1,6 +1,6 @@
 """Helpers of the reliability suite: the accounting invariant (checked at the end and sampled
-while faults are active), exactly-once checks against the emulator, subprocess runners that
-time a whole process and always clean up after it."""
+while faults are active), exactly-once checks against the emulator, waits on conditions,
+subprocess runners that time a whole process and always clean up after it."""
 
 from __future__ import annotations
 
@@ -65,10 +65,14 @@ class Sampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # At least MIN_SAMPLES, however busy the machine (a fast block would end with few).
+        wait_until(lambda: self.samples >= self.MIN_SAMPLES, timeout=30)
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(30)
 
-    def check(self, min_samples: int = 10) -> None:
+    MIN_SAMPLES = 10
+
+    def check(self, min_samples: int = MIN_SAMPLES) -> None:
         assert self.violations == [], self.violations[:3]
         assert self.samples >= min_samples, f"only {self.samples} samples were taken"
 
@@ -117,6 +121,7 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
+    """Wait until ``predicate()`` holds (``timeout`` is a deadline for failure, not a timing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
