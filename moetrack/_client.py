@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -20,15 +21,18 @@ from . import signals
 from ._config import Config
 from ._context import get_ctx
 from ._exceptions import ValidationError
+from ._memory import estimate
 from ._queue import MemoryQueue, RecordQueue
-from ._records import DEVICE, EVENT, USER, Record, prepare
+from ._records import DEVICE, EVENT, USER, Dropped, Record, prepare
 from ._report import Reporter, logger
 from ._transport import HTTPTransport
-from ._worker import Worker
+from ._worker import Worker, stop_when_multiprocessing_child_ends
 
 __all__ = ["Client", "Stats"]
 
 _time = time.time
+_getpid = os.getpid
+_fork_lock = threading.Lock()
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
@@ -87,6 +91,8 @@ class Client:
         self._strict = config.strict
         self._sync = config.sync
         self._capacity = config.queue_capacity
+        self._max_bytes = config.max_queue_bytes
+        self._pid = _getpid()
         self._wake_at = max(1, min(config.max_batch_size, 500))
         # Why records are refused at the door: None, or the reason they are counted under.
         self._refuse: str | None = refuse
@@ -209,15 +215,28 @@ class Client:
         if self._refuse is not None:
             self._refused(self._refuse, None)
             return
+        if self._pid != _getpid():
+            self._forked()  # forked without Python's fork hooks (uWSGI forks from C)
         if self._strict:
-            record = self._prepare_strict(record)
+            try:
+                record = self._prepare_strict(record)
+            except Dropped:
+                return  # before_send dropped it on purpose: counted, and not an error
         queue = self._queue
         worker = self._worker
+        source = worker.source
         depth = queue.size()
-        if depth + worker.held >= self._capacity and not self._wait_for_room():
+        size = estimate(record)
+        if (
+            depth + source.held >= self._capacity or source.bytes + size > self._max_bytes
+        ) and not self._wait_for_room(size):
             self._refused("queue_full", None)
             return
+        source.add_bytes(size)
         queue.put(record)
+        if self._closing():
+            self._late(worker)  # shutdown began meanwhile; it may have swept the queue already
+            return
         if signals.built:
             kind = record[0] if type(record) is tuple else record.kind
             self._reporter.emit("element_queued", kind=kind)
@@ -226,31 +245,58 @@ class Client:
             return
         if worker.thread is None:
             worker.ensure_started()
-        if depth >= self._wake_at and not worker.wake.is_set():
-            worker.wake.set()  # Event.set takes a lock: only when the worker is asleep
+        if depth >= self._wake_at and not source.wake.is_set():
+            source.wake.set()  # Event.set takes a lock: only when the worker is asleep
+
+    def _closing(self) -> bool:
+        """Whether calls are refused now (read again after a put: shutdown may have begun)."""
+        return self._refuse is not None
+
+    def _late(self, worker: Worker) -> None:
+        """A record that passed the door as shutdown began: once the worker has ended,
+        nobody will send it, so it is counted as dropped (``shutdown``), never left pending."""
+        if worker.exited.is_set() or (worker.thread is None and worker.source.stop.requested):
+            source = worker.source
+            with source.lock:
+                late = self._queue.take(1 << 62)
+                source.caller_dropped += len(late)
+                if late:
+                    source.dropped["shutdown"] += len(late)
+            source.add_bytes(-sum(estimate(r) for r in late))
 
     def _prepare_strict(self, record: Record) -> Any:
         try:
             return prepare(record, self.config.max_batch_bytes, self.config.before_send)
         except ValidationError as exc:
-            self._worker.count_caller_drop(exc.reason)
+            self._worker.source.count_caller_drop(exc.reason)
             self._reporter.emit("element_dropped", reason=exc.reason, error=exc, count=1)
             raise
+        except Dropped:
+            self._worker.source.count_caller_drop("before_send")
+            self._reporter.emit("element_dropped", reason="before_send", error=None, count=1)
+            raise
 
-    def _wait_for_room(self) -> bool:
+    def _wait_for_room(self, size: int) -> bool:
+        """``on_full="block"``: wait (on the worker's progress, not in a busy loop) until the
+        record fits, or ``block_timeout`` passes."""
         if self.config.on_full != "block":
             return False
         end = time.monotonic() + self.config.block_timeout
-        queue, worker = self._queue, self._worker
-        worker.wake.set()
-        while queue.size() + worker.held >= self._capacity:
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.001)
+        queue, source = self._queue, self._worker.source
+        source.wake.set()
+        with source.lock:
+            while (
+                queue.size() + source.held >= self._capacity
+                or source.bytes + size > self._max_bytes
+            ):
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                source.progress.wait(remaining)
         return True
 
     def _refused(self, reason: str, exc: BaseException | None) -> None:
-        self._worker.count_caller_drop(reason)
+        self._worker.source.count_caller_drop(reason)
         report = self._reporter
         if reason in {"no_credentials", "not_initialized"}:
             if not self._warned_refuse:
@@ -291,23 +337,16 @@ class Client:
         worker, close connections. Later calls are dropped as ``shutdown``. Idempotent."""
         if self._refuse == "shutdown":
             return
+        if self._pid != _getpid():
+            self._forked()  # the parent's records are the parent's to send
         self._refuse = "shutdown"  # from now on, calls are dropped at the door
         limit = self.config.shutdown_timeout if timeout is None else timeout
-        lost_before = self._worker.failed
-        complete = self._worker.stop(limit)
-        try:
-            self._worker.transport.close()
-        except Exception:
-            logger.exception("closing the transport failed")
         worker = self._worker
-        if worker.thread is None or worker.exited:
-            # A call that passed the door just before shutdown began: nobody will send it.
-            with worker.lock:
-                late = len(self._queue.take(1 << 62))
-                worker.caller_dropped += late
-                if late:
-                    worker.dropped["shutdown"] += late
-            complete = complete or worker.held == 0
+        lost_before = worker.source.failed
+        complete = worker.stop(limit)
+        self._late(worker)  # a call that passed the door just before: nobody will send it
+        complete = complete or worker.source.held == 0
+        worker.close()
         if not complete:
             pending = self.stats().pending
             logger.error(
@@ -315,30 +354,57 @@ class Client:
                 "(%d failed during shutdown)",
                 limit,
                 pending,
-                self._worker.failed - lost_before,
+                worker.source.failed - lost_before,
             )
         _live_clients.discard(self)
-        self._reporter.close()
 
     def stats(self) -> Stats:
         """The counters now; see :class:`Stats`."""
+        if self._pid != _getpid():
+            self._forked()
         worker = self._worker
-        with worker.lock:
+        source, sender = worker.source, worker.sender
+        with source.lock:
             depth = self._queue.size()
             return Stats(
-                queued=worker.caller_dropped + worker.taken + depth,
-                sent=worker.sent,
-                dropped=dict(worker.dropped),
-                failed=worker.failed,
-                pending=depth + worker.held,
-                retried=worker.retried,
-                requests=worker.requests,
-                bytes=worker.bytes,
+                queued=source.caller_dropped + source.taken + depth,
+                sent=source.sent,
+                dropped=dict(source.dropped),
+                failed=source.failed,
+                pending=depth + source.held,
+                retried=sender.retried,
+                requests=sender.requests,
+                bytes=sender.bytes,
                 queue_depth=depth,
             )
 
-    def _after_fork_in_child(self) -> None:
-        self._worker.after_fork_in_child()
+    def _forked(self) -> None:
+        """This is a forked child: start afresh with an empty queue and a new worker.
+
+        Runs from ``os.register_at_fork`` when Python forked, and otherwise from the first
+        call that notices the process id changed (uWSGI and other C servers fork without
+        Python's hooks). The parent's records, thread and locks stay the parent's: a shared
+        or durable queue is never cleared here (its ``after_fork()`` is called if it has one).
+        """
+        with _fork_lock:
+            if self._pid == _getpid():
+                return
+            queue = self._queue
+            if isinstance(queue, MemoryQueue):
+                queue = MemoryQueue()
+            else:
+                after_fork = getattr(queue, "after_fork", None)
+                if after_fork is not None:
+                    after_fork()
+            self._reporter.after_fork_in_child()
+            transport = self._worker.transport
+            reset = getattr(transport, "reset_after_fork", None)
+            if reset is not None:
+                reset()
+            self._queue = queue
+            self._worker = Worker(self.config, queue, transport, self._reporter)
+            stop_when_multiprocessing_child_ends(self._worker)
+            self._pid = _getpid()
 
     def __enter__(self) -> Client:
         return self
@@ -360,8 +426,10 @@ def _shutdown_all() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()  # another thread may have held it at the fork
     for client in list(_live_clients):
-        client._after_fork_in_child()
+        client._forked()
 
 
 atexit.register(_shutdown_all)

@@ -86,7 +86,9 @@ def make_limiter(config: Config) -> Limiter:
     spec = config.limiter
     if spec is not None and not isinstance(spec, str):
         return spec
-    local = LocalLimiter(config.users_per_minute, config.events_per_minute, config.rate_limit_window)
+    local = LocalLimiter(
+        config.users_per_minute, config.events_per_minute, config.rate_limit_window
+    )
     if spec is None:
         return local
     from ._redis_limiter import RedisLimiter  # the moetrack[redis] extra

@@ -13,8 +13,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 
-#: Statuses worth sending again (DESIGN §4); 413 is handled by splitting instead.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses worth sending again: the request may succeed later unchanged. Every other 5xx is
+#: retried too, except 501 and 505, which say the server will never do it. Any other 4xx is
+#: permanent; 413 is handled by splitting instead.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+NEVER_STATUSES = frozenset({501, 505})
 
 
 class RetryPolicy(NamedTuple):
@@ -29,12 +32,12 @@ class RetryPolicy(NamedTuple):
     ) -> float:
         """Seconds to wait before retry number ``attempt`` (0 for the first retry).
 
-        A server's ``Retry-After`` is honoured as given (the worker still never waits past the
-        batch's deadline); otherwise "equal jitter": half the capped backoff plus a random
-        part of the other half, so retries spread out but never come back at once.
+        The backoff step is "equal jitter": half the capped backoff plus a random part of the
+        other half, so retries spread out but never come back at once. A server's
+        ``Retry-After`` longer than the step is honoured as given (the sender still never
+        waits past the batch's deadline); a shorter one never makes a retry come sooner than
+        the step: the backoff is a floor of its own.
         """
-        if retry_after is not None and retry_after >= 0:
-            return retry_after
         capped = min(self.backoff_max, self.backoff * (2 ** min(attempt, 32)))
         if rng is None:
             import random
@@ -42,8 +45,11 @@ class RetryPolicy(NamedTuple):
             uniform = random.uniform
         else:
             uniform = rng.uniform
-        return float(capped / 2 + uniform(0, capped / 2))
+        step = float(capped / 2 + uniform(0, capped / 2))
+        if retry_after is not None and retry_after > step:
+            return float(retry_after)
+        return step
 
     @staticmethod
     def is_retryable(status: int) -> bool:
-        return status in RETRY_STATUSES or status >= 500
+        return status in RETRY_STATUSES or (status >= 500 and status not in NEVER_STATUSES)

@@ -58,6 +58,10 @@ class HTTPTransport:
                 )
             return self._client
 
+    def warm(self) -> None:
+        """Import httpx now (the client is built on first use)."""
+        import httpx  # noqa: F401
+
     def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
         client = self._get()
         secrets = (headers.get("Authorization", ""),)

@@ -1,0 +1,355 @@
+"""The send stage: pack, pace, send, retry, and settle every batch exactly once.
+
+One :class:`Sender` serves an app process (its in-memory source), a relay (the Redis
+backlog) and a bulk import (a file), through the :class:`~moetrack._source.Source` seam::
+
+    source.take ─▶ Packer ─▶ limiter.acquire ─▶ transport.send ─▶ settle:
+        2xx                                  ack
+        413                                  halves, each settled on its own
+        408 425 429 5xx, or no answer        retry until the deadline, then fail
+        any other 4xx, 501, 505              fail
+
+One batch is in flight at a time, and it is settled (in a ``finally``) before the next is
+sent, so batches settle in the order their items were taken: an ordered source keeps each
+customer's order. Every wait goes through ``source.wait`` so the source can use the time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+from . import _encode, _http
+from ._encode import Batch, Packer
+from ._exceptions import APIError, DeliveryError, MoetrackError, TransportError
+from ._limiter import Limiter, make_limiter
+from ._report import logger
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._config import Config
+    from ._records import Item
+    from ._report import Reporter
+    from ._source import Source, Stop
+    from ._transport import Transport
+
+__all__ = ["Sender"]
+
+_monotonic = time.monotonic
+
+# How a batch ends.
+ACK: Final = 0
+FAIL: Final = 1
+RELEASE: Final = 2
+SPLIT: Final = 3  # settled by its halves
+
+
+class Sender:
+    """Sends what a source hands it, one batch at a time, and settles each batch."""
+
+    def __init__(
+        self,
+        config: Config,
+        transport: Transport,
+        reporter: Reporter,
+        limiter: Limiter | None = None,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.reporter = reporter
+        self.limiter = limiter if limiter is not None else make_limiter(config)
+        self.policy = RetryPolicy(
+            config.retry_backoff, config.retry_backoff_max, config.retry_deadline
+        )
+        self._url = config.url
+        self._headers = config.headers() if config.has_credentials else {}
+        self._secrets = config.secrets()
+        import random  # here, not at import: ``import moetrack`` stays light
+
+        self._rng = random.Random()
+        # Import now what sending needs (the JSON encoder, httpx), on the thread building the
+        # client: a fork while the worker thread was importing a module would leave the child
+        # with that module half-initialised for good.
+        _encode.dumps(None)
+        warm = getattr(transport, "warm", None)
+        if warm is not None:
+            warm()
+        # Sync mode sends from the callers' threads: the counters and the limiter are shared.
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.retried = 0
+        self.throttled = 0
+        self.bytes = 0
+        #: The last error of a batch released unsent (for the report of what a stop lost).
+        self.last_error: MoetrackError | None = None
+
+    def packer(self) -> Packer:
+        config = self.config
+        return Packer(
+            config.max_batch_bytes,
+            config.max_batch_size,
+            config.users_per_minute,
+            config.events_per_minute,
+        )
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, source: Source, stop: Stop) -> None:
+        """Send until the source ends, or ``stop`` says so; release whatever is left."""
+        packer = self.packer()
+        held: deque[Item] = deque()  # taken from the source, not packed yet
+        interval = self.config.flush_interval
+        first_taken = 0.0
+        ended = False
+        try:
+            while not stop.expired() and not (stop.requested and not stop.drain):
+                while held and packer.add(held[0]):
+                    held.popleft()
+                if held:  # the next item does not fit: the batch is full
+                    self.send(packer.take(), source, stop)
+                    # What remains waits for its own interval, so a burst goes in full bodies.
+                    first_taken = _monotonic()
+                    continue
+                if ended:
+                    if len(packer):
+                        self.send(packer.take(), source, stop)
+                    return
+                now = _monotonic()
+                if len(packer) and now >= first_taken + interval:
+                    self.send(packer.take(), source, stop)
+                    continue
+                timeout = first_taken + interval - now if len(packer) else interval
+                items = source.take(max(1, self.config.max_batch_size - len(packer)), timeout)
+                if items is None:
+                    ended = True
+                elif items:
+                    if not len(packer) and not held:
+                        first_taken = _monotonic()
+                    held.extend(items)
+                elif len(packer) and source.due():
+                    self.send(packer.take(), source, stop)
+        finally:
+            rest = [*packer.take().items, *held]
+            if rest:
+                source.release(rest)
+
+    def run_once(self, source: Source, stop: Stop) -> None:
+        """Send what the source holds now, on this thread (sync mode, on the caller).
+
+        No lock is held while it waits on a retry or the rate limit: callers of other
+        threads send their own records meanwhile.
+        """
+        items = source.take(1 << 30, 0.0)
+        if items:
+            self.send_all(items, source, stop)
+
+    def send_all(self, items: list[Item], source: Source, stop: Stop) -> None:
+        """Pack ``items`` and send them now, batch by batch."""
+        batches = self.packer().pack_all(items)
+        for i, batch in enumerate(batches):
+            try:
+                self.send(batch, source, stop)
+            except BaseException:
+                for rest in batches[i + 1 :]:
+                    source.release(rest.items)
+                raise
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def send(
+        self,
+        batch: Batch,
+        source: Source,
+        stop: Stop,
+        *,
+        charged: bool = False,
+        first_attempt: float | None = None,
+    ) -> None:
+        """Send one batch through retries; settle it exactly once, whatever happens."""
+        outcome, error = RELEASE, None
+        try:
+            outcome, error = self._attempts(batch, source, stop, charged, first_attempt)
+        except Exception as exc:  # a bug here must not leave the batch held
+            logger.exception("unexpected error while sending a batch")
+            outcome = FAIL
+            error = DeliveryError(
+                f"{len(batch)} records not delivered: {type(exc).__name__} while sending: {exc}",
+                count=len(batch),
+            )
+        finally:
+            self._settle(batch, source, outcome, error)
+
+    def _settle(
+        self, batch: Batch, source: Source, outcome: int, error: MoetrackError | None
+    ) -> None:
+        report = self.reporter
+        if outcome == ACK:
+            with self._lock:
+                self.bytes += len(batch.body)
+            source.ack(batch.items)
+            if self.config.debug:
+                logger.debug(
+                    "sent %d records in %d bytes (%d users, %d events)",
+                    len(batch),
+                    len(batch.body),
+                    batch.users,
+                    batch.events,
+                )
+            report.emit(
+                "batch_sent",
+                records=len(batch),
+                bytes=len(batch.body),
+                users=batch.users,
+                events=batch.events,
+                status=200,
+            )
+        elif outcome == FAIL:
+            assert error is not None
+            source.fail(batch.items, error)
+            report.log(40, "fail", "%s", error)
+            report.error(error)
+            report.emit("batch_failed", records=len(batch), error=error)
+        elif outcome == RELEASE:
+            if error is not None:
+                self.last_error = error
+            source.release(batch.items)
+
+    def _attempts(
+        self,
+        batch: Batch,
+        source: Source,
+        stop: Stop,
+        charged: bool,
+        first_attempt: float | None,
+    ) -> tuple[int, MoetrackError | None]:
+        config = self.config
+        report = self.reporter
+        if first_attempt is None:
+            first_attempt = _monotonic()
+        attempt = 0
+        error: MoetrackError | None = None
+        while True:
+            if stop.expired():
+                return RELEASE, error
+            if not charged:
+                with self._lock:
+                    wait = self.limiter.acquire(batch.users, batch.events)
+                if wait > 0:
+                    report.emit("rate_limited", wait=wait, users=batch.users, events=batch.events)
+                    report.log(20, "ratelimit", "waiting %.1fs for the rate limit", wait)
+                    if not self._wait(source, stop, wait):
+                        return RELEASE, error
+                    continue
+            charged = False  # a retry is charged again: the server may have counted it
+            timeout = config.timeout
+            remaining = stop.remaining()
+            if remaining is not None:
+                timeout = max(0.05, min(timeout, remaining))
+            status, error, retry_after = self._post(batch.body, timeout)
+            with self._lock:
+                self.limiter.answered()
+                self.requests += 1
+                if status == 429:
+                    self.throttled += 1
+            if 200 <= status < 300:
+                return ACK, None
+            if status == 413:
+                return self._split(batch, source, stop, error, first_attempt)
+            if status and not RetryPolicy.is_retryable(status):
+                return FAIL, _failure(batch, error, "the server refused it")
+            delay = self.policy.delay(attempt, retry_after, self._rng)
+            if status == 429:
+                with self._lock:
+                    self.limiter.pause(delay)
+            if _monotonic() + delay - first_attempt > self.policy.deadline:
+                return FAIL, _failure(
+                    batch,
+                    error,
+                    f"still failing after the {self.policy.deadline:g}s retry deadline",
+                )
+            with self._lock:
+                self.retried += 1
+            report.emit("request_retried", attempt=attempt + 1, delay=delay, error=error)
+            report.log(30, "retry", "request failed (%s); retrying in %.2fs", error, delay)
+            attempt += 1
+            if not self._wait(source, stop, delay):
+                return RELEASE, error
+
+    def _post(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
+        """One request. Never raises: no answer is status 0 with a TransportError."""
+        try:
+            response = self.transport.send(self._url, body, self._headers, timeout)
+            status = response.status
+            if not isinstance(status, int) or isinstance(status, bool):
+                raise TypeError(f"the transport's response status is {status!r}")
+            if 200 <= status < 300:
+                return status, APIError("", status=status), None
+            error = _http.response_error(
+                status, response.body, response.headers.get("retry-after"), secrets=self._secrets
+            ) or APIError(f"HTTP {status}", status=status)
+        except TransportError as exc:
+            return 0, self._scrubbed(exc), None
+        except Exception as exc:  # a custom transport that broke its contract
+            return 0, self._scrubbed(TransportError(f"{type(exc).__name__}: {exc}")), None
+        return status, error, error.retry_after
+
+    def _wait(self, source: Source, stop: Stop, seconds: float) -> bool:
+        """Let ``seconds`` pass through the source. False if the stop comes first."""
+        end = _monotonic() + seconds
+        if stop.deadline is not None and end > stop.deadline:
+            return False
+        while True:
+            left = end - _monotonic()
+            if left <= 0:
+                return True
+            source.wait(left)
+            if stop.expired() or (stop.requested and not stop.drain):
+                return False
+
+    def _split(
+        self,
+        batch: Batch,
+        source: Source,
+        stop: Stop,
+        error: MoetrackError | None,
+        first_attempt: float,
+    ) -> tuple[int, MoetrackError | None]:
+        items = batch.items
+        if len(items) == 1:
+            return FAIL, _failure(batch, error, "the server refused a single element as too large")
+        self.reporter.log(30, "split", "413 for %d records; sending them in halves", len(items))
+        half = len(items) // 2
+        config = self.config
+        parts = [
+            sub
+            for part in (items[:half], items[half:])
+            for sub in Packer(config.max_batch_bytes, len(part)).pack_all(part)
+        ]
+        for i, sub in enumerate(parts):
+            try:
+                # The request that earned the 413 paid for these items already.
+                self.send(sub, source, stop, charged=True, first_attempt=first_attempt)
+            except BaseException:
+                for rest in parts[i + 1 :]:
+                    source.release(rest.items)
+                raise
+        return SPLIT, None
+
+    def _scrubbed(self, error: TransportError) -> TransportError:
+        """The error, or a copy without the key if its message quotes it: a custom transport
+        may quote the request headers, and on_error and the signals get the error as it is
+        (only log records are scrubbed)."""
+        text = str(error)
+        if any(secret in text for secret in self._secrets):
+            return TransportError(_http.redact(text, self._secrets))
+        return error
+
+
+def _failure(batch: Batch, cause: MoetrackError | None, why: str) -> DeliveryError:
+    n = len(batch)
+    return DeliveryError(f"{n} records not delivered: {why}: {cause}", count=n, cause=cause)
