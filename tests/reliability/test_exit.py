@@ -28,6 +28,7 @@ mode = os.environ["MODE"]
 _exit["client"] = client = moetrack.init(
     os.environ["APP_ID"], os.environ["API_KEY"], endpoint=os.environ["ENDPOINT"],
     flush_interval=30, shutdown_timeout=float(os.environ["SHUTDOWN_TIMEOUT"]),
+    timeout=60,  # a hung request would hold the exit for a minute without the bound
 )
 if mode == "sigterm":
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -42,7 +43,7 @@ if mode == "unhandled exception":
 if mode == "sigterm":
     print("ready", flush=True)
     while True:
-        time.sleep(0.05)
+        signal.pause()  # until SIGTERM
 """
 
 EXPECTED_CODE = {"normal exit": 0, "sys.exit(3)": 3, "unhandled exception": 1, "sigterm": 0}
@@ -84,7 +85,9 @@ def mode_id(mode: str) -> str:
 def test_every_exit_path_flushes_everything_once_within_the_shutdown_timeout(
     mode: str, emulator: Emulator, processes: Processes
 ) -> None:
-    shutdown_timeout = 3.0
+    # A deadline for failure, not a timing: everything is delivered well before it, however
+    # busy the machine; a hook that ran into it would say what it could not deliver.
+    shutdown_timeout = 30.0
     done = run_exiting(processes, emulator, mode, shutdown_timeout)
     assert done.returncode == EXPECTED_CODE[mode], done.stderr
     if mode == "unhandled exception":
@@ -113,10 +116,13 @@ def test_with_a_hung_server_the_process_still_ends_in_time_and_says_what_was_los
     done = run_exiting(processes, emulator, mode, shutdown_timeout)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = done.last_json()
-    # The exit hook kept to the shutdown timeout (plus a little scheduling slack) ...
-    assert shutdown_timeout - 0.1 <= result["hook_seconds"] <= shutdown_timeout + 0.5
+    # The exit hook kept to the shutdown timeout. The bound is the promise itself: at least the
+    # timeout (the hook tried until then; a lower bound, which load cannot break), and far less
+    # than the 60 s a hung request would hold it without the bound (generous: a loaded machine
+    # only adds to it) ...
+    assert shutdown_timeout - 0.1 <= result["hook_seconds"] <= shutdown_timeout + 10
     if mode == "sigterm":  # from the signal to the end of the process
-        assert done.elapsed <= shutdown_timeout + 1.0
+        assert done.elapsed <= shutdown_timeout + 15
     stats = result["stats"]
     assert (stats["queued"], stats["sent"]) == (EVENTS, 0)
     assert stats["failed"] + stats["pending"] == EVENTS

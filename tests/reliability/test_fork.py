@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +28,7 @@ REQUESTS = 60
 
 
 def test_gunicorn_preload_two_workers_each_event_once_and_master_events_never_twice(
-    emulator: Emulator, processes: Processes
+    emulator: Emulator, processes: Processes, tmp_path: Path
 ) -> None:
     need_module("gunicorn")
     port = free_port()
@@ -52,6 +52,7 @@ def test_gunicorn_preload_two_workers_each_event_once_and_master_events_never_tw
             MOETRACK_APP_ID=emulator.app_id,
             MOETRACK_API_KEY=emulator.api_key or "",
             MOETRACK_ENDPOINT=emulator.url,
+            MOETRACK_TEST_RENDEZVOUS=str(tmp_path),
         ),
     )
     base = f"http://127.0.0.1:{port}/"
@@ -90,14 +91,13 @@ def test_gunicorn_preload_two_workers_each_event_once_and_master_events_never_tw
     # ... and no worker inherited them: its client counts only its own requests.
     assert all(a["queued_here"] <= REQUESTS + 1 for a in answers)
 
-    # Every request (and at least one readiness probe) and the Boot events, then quiet.
-    assert emulator.wait_for_events(REQUESTS + 1 + boot_events, timeout=10)
-    time.sleep(1.1)  # a flush interval: a late duplicate would show now ...
-    before = len(emulator.events())
-    Processes.kill(server, grace=15)  # SIGTERM: graceful stop, every exit hook runs
+    # Every request (and at least one readiness probe) and the Boot events arrive ...
+    assert emulator.wait_for_events(REQUESTS + 1 + boot_events, timeout=30)
+    # ... and once every process has ended (SIGTERM: a graceful stop, every exit hook runs
+    # and waits for its answers), nothing else can: a duplicate sent late, while serving or
+    # at exit, is in what the emulator holds now.
+    Processes.kill(server, grace=30)
     assert server.returncode == 0
-    time.sleep(0.2)
-    assert len(emulator.events()) == before  # ... or at exit
 
     requests = [e for e in emulator.events() if e["action"] == "Request"]
     by_rid = Counter(e["attributes"]["rid"] for e in requests if e["attributes"]["rid"] >= 0)
@@ -121,9 +121,14 @@ _exit["client"] = client = moetrack.init(
 for n in range(100):
     moetrack.track("Parent", customer_id="mp-parent", n=n)
 
+#: The first task of each of the first three chunks waits here until all three are running:
+#: a child waiting cannot take another chunk, so each of the pool's three children gets work.
+everyone = multiprocessing.get_context("fork").Barrier(3)
+
 def task(i):
     moetrack.track("Child", customer_id=f"mp-child-{i % 3}", i=i, pid=os.getpid())
-    time.sleep(0.002)  # long enough that every child of the pool gets work
+    if i in (0, 5, 10):
+        everyone.wait(30)
     return os.getpid()
 
 if __name__ == "__main__":

@@ -28,12 +28,23 @@ PENDING_AT_FORK: list[int] = []
 os.register_at_fork(before=lambda: PENDING_AT_FORK.append(client.stats().pending))
 
 
+def rendezvous(directory: str, rid: int, deadline: float = 30.0) -> None:
+    """Note that request ``rid`` arrived, and wait until requests 0 and 1 both did."""
+    open(os.path.join(directory, str(rid)), "w").close()
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if all(os.path.exists(os.path.join(directory, str(r))) for r in (0, 1)):
+            return
+        time.sleep(0.01)
+
+
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     query = parse_qs(environ.get("QUERY_STRING", ""))
     rid = int(query["rid"][0])
     pid = os.getpid()
     moetrack.track("Request", customer_id=f"web-user-{rid % 5}", rid=rid, pid=pid)
-    time.sleep(0.02)  # hold the worker a little, so concurrent requests reach both workers
+    if rid in (0, 1):  # each holds its worker until the other arrived: both workers serve
+        rendezvous(os.environ["MOETRACK_TEST_RENDEZVOUS"], rid)
     body = json.dumps(
         {
             "pid": pid,
