@@ -534,7 +534,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--customers", type=int, default=1)
-    parser.add_argument("--wait", type=float, default=180.0)
+    parser.add_argument("--wait", type=float, default=90.0)
     parser.add_argument("--rate-limited", action="store_true")
     parser.add_argument("--profile", metavar="FILE", help="cProfile this measurement to FILE")
     args = parser.parse_args(argv)
