@@ -17,7 +17,6 @@ import json
 import os
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -25,10 +24,10 @@ import pytest
 
 import moetrack
 from moetrack import _spec
-from moetrack._transport import HTTPTransport, Response
 from moetrack.testing import Emulator
 
 from .conftest import Sampler, assert_accounted
+from .waits import Answer, WatchedTransport
 
 THREADS = 8
 SECONDS = float(os.environ.get("MOETRACK_SOAK_SECONDS", "8"))
@@ -37,14 +36,14 @@ TIMEOUT = 1.0  # the client's request timeout; "slow" answers take longer
 
 
 class TimeoutRecorder:
-    """The default transport, noting every body whose request timed out: if the server had
-    stored it, its resend is the one legitimate duplicate."""
+    """An HTTP transport noting every body whose request timed out: if the server had stored
+    it, its resend is the one legitimate duplicate."""
 
     def __init__(self) -> None:
-        self.inner = HTTPTransport()
+        self.inner = WatchedTransport()
         self.timed_out: list[bytes] = []
 
-    def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+    def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
         try:
             return self.inner.send(url, body, headers, timeout)
         except moetrack.TransportError as exc:
@@ -141,7 +140,7 @@ def test_chaos_soak_loses_nothing_and_duplicates_only_what_timed_out_after_stori
                     client.track("Soak", customer_id=customer, seq=seq, thread=k)
                     mine.append(seq)
                 seq += 1
-            time.sleep(0.02)
+            stop.wait(0.02)  # paces the load (ten events a step); not a synchronisation
         expected[customer] = mine
 
     chaos = Chaos(emulator, random.Random(rng.random()))
@@ -152,7 +151,7 @@ def test_chaos_soak_loses_nothing_and_duplicates_only_what_timed_out_after_stori
             chaos_thread.start()
             for t in producers:
                 t.start()
-            time.sleep(SECONDS)
+            stop.wait(SECONDS)  # the length of the soak
             stop.set()
             for t in producers:
                 t.join(30)
