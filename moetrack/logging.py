@@ -80,11 +80,15 @@ class _Tracking(threading.local):
 _tracking = _Tracking()
 
 
-def _own_thread(record: logging.LogRecord) -> bool:
-    name = record.threadName
-    if name is None:  # logging.logThreads is off: the record is handled where it was logged
-        name = threading.current_thread().name
-    return name.startswith(_OWN_THREAD_PREFIX)
+def _own_record(record: logging.LogRecord) -> bool:
+    """Whether ``record`` comes from moetrack itself: its logger, or one of its threads."""
+    name = record.name
+    if name == _OWN_LOGGER or name.startswith(_OWN_LOGGER_PREFIX):
+        return True
+    thread = record.threadName
+    if thread is None:  # logging.logThreads is off: the record is handled where it was logged
+        thread = threading.current_thread().name
+    return thread.startswith(_OWN_THREAD_PREFIX)
 
 
 class EventHandler(logging.Handler):
@@ -128,13 +132,7 @@ class EventHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Track ``record`` as one event (nothing for moetrack's own records)."""
-        name = record.name
-        if (
-            name == _OWN_LOGGER
-            or name.startswith(_OWN_LOGGER_PREFIX)
-            or _tracking.active
-            or _own_thread(record)
-        ):
+        if _tracking.active or _own_record(record):
             return
         _tracking.active = True
         try:
@@ -177,7 +175,9 @@ class StructlogProcessor:
     ``device_id``, ``platform``, ``app_version``, ``current_time``, ``user_time`` and
     ``user_timezone_offset``, which fill those fields, and structlog's own bookkeeping keys
     (``exc_info``, ``stack_info``, ``positional_args``, ``_record``, ``_from_structlog``).
-    The ambient context applies as for ``track()``; the time is the time of the call.
+    The ambient context applies as for ``track()``; the time is the time of the call. Like the
+    handler, it never tracks moetrack's own records (met in a ``ProcessorFormatter``'s
+    ``foreign_pre_chain``) or anything logged on moetrack's threads.
 
     The event dict is passed on unchanged; with ``drop=True`` (as the last processor) it is
     dropped after tracking, so the line goes to MoEngage and nowhere else. A tracking problem
@@ -206,7 +206,13 @@ class StructlogProcessor:
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        if not _tracking.active:
+        # A stdlib record (structlog's ProcessorFormatter) carries the LogRecord as _record.
+        record = event_dict.get("_record")
+        if not (
+            _tracking.active
+            or threading.current_thread().name.startswith(_OWN_THREAD_PREFIX)
+            or (isinstance(record, logging.LogRecord) and _own_record(record))
+        ):
             _tracking.active = True
             try:
                 self._track(event_dict)

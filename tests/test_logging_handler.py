@@ -464,6 +464,58 @@ def test_structlog_processor_default_instance_uses_default_client_and_never_rais
     assert event["attributes"] == {"source": "ads"}
 
 
+def test_structlog_processor_in_a_foreign_pre_chain_skips_moetrack_records(
+    make_client: ClientFactory, emulator: Emulator, configured: list[str]
+) -> None:
+    import structlog
+
+    from moetrack.logging import StructlogProcessor
+
+    seen: list[Any] = []
+
+    def on_error(error: Exception) -> None:
+        # Runs on the worker: what it logs through structlog must not become an event.
+        seen.append(error)
+        worker_log.warning("moetrack_error", error=str(error))
+
+    client = make_client(on_error=on_error)
+    processor = StructlogProcessor(client=client)
+    worker_log = structlog.wrap_logger(
+        structlog.PrintLogger(io.StringIO()),
+        processors=[processor, structlog.processors.KeyValueRenderer()],
+    )
+    out = io.StringIO()
+    # structlog's formatter for stdlib records, with the processor in its foreign pre-chain,
+    # on the root logger: every stdlib record goes through the processor.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), processor],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.KeyValueRenderer(key_order=["event"]),
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        with moetrack.context(customer_id="user-42"):
+            logging.getLogger("app").info("Signed Up")
+            logging.getLogger("events").info("Bad customer", extra={"customer_id": "0"})
+            logging.getLogger("moetrack").warning("moetrack's own warning")
+        assert client.flush(10)
+        assert emulator.wait_for(lambda: len(seen) == 1)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(root_level)
+
+    assert "moetrack's own warning" in out.getvalue()  # still logged
+    assert [e["action"] for e in emulator.events()] == ["Signed Up"]
+    assert client.stats().queued == 2
+
+
 # -- import cost ---------------------------------------------------------------------------------
 
 
