@@ -177,7 +177,12 @@ def iso_utc(value: datetime | date) -> str:
 def timestamp(value: Any, field: str) -> int | float | str:
     """Epoch seconds (a finite, non-negative number) or an ISO 8601 string."""
     if _is_datetime(value):
-        return iso_utc(value)
+        try:
+            return iso_utc(value)
+        except (OverflowError, ValueError):  # an aware datetime near year 1 or 9999
+            raise ValidationError(
+                field, f"{value} cannot be expressed in UTC", "invalid_time"
+            ) from None
     if isinstance(value, bool):
         raise ValidationError(
             field, "must be epoch seconds or ISO 8601, got a bool", "invalid_time"
@@ -190,9 +195,12 @@ def timestamp(value: Any, field: str) -> int | float | str:
             )
         return value
     if isinstance(value, float):
-        if not math.isfinite(value) or value < 0:
+        # An integral float goes as the int it equals, so it must fit in 64 bits too.
+        if not math.isfinite(value) or not 0 <= value <= INT_MAX:
             raise ValidationError(
-                field, f"epoch seconds must be finite and >= 0, got {value}", "invalid_time"
+                field,
+                f"epoch seconds must be finite, >= 0 and fit in 64 bits, got {value}",
+                "invalid_time",
             )
         return int(value) if value.is_integer() else value
     if isinstance(value, str):

@@ -2,9 +2,10 @@
 delivered exactly as its normalised JSON, or dropped with a reason and the field it names —
 and strict mode raises a ValidationError with that same reason and field.
 
-The expected outcome comes from a small model of the README's validation rules, written
-independently of moetrack/_validate.py. Most examples go through ``capture()`` (no HTTP);
-a smaller set goes through the background worker to the emulator.
+The expected outcome comes from the rules as the API document and the README state them,
+written here as tables (nothing is imported from the client, nor copied from it). Most
+examples go through ``capture()`` (no HTTP); a smaller set goes through the background worker
+to the emulator.
 """
 
 from __future__ import annotations
@@ -15,25 +16,32 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import moetrack
 from moetrack import signals
 from moetrack.testing import Emulator, capture
 
+# -- the rules, from the API document and the README -------------------------------------------
+#
+# The expected outcome of every example comes from the rules below, written as tables from
+# MOENGAGE_DATA_API.md (what the API takes) and the README's "Validation" section (how Python
+# values become JSON), and from nothing in moetrack: a copy of the client's code could only
+# agree with it.
+
+#: "Reserved event and event attribute names: `id`, `_id`, `userId`, empty string."
+RESERVED = {"id", "_id", "userId", ""}
+#: README: "nested at most 16 deep"; "Integers must fit in signed 64 bits".
 MAX_DEPTH = 16
 INT64 = (-(2**63), 2**63 - 1)
-RESERVED = {"id", "_id", "userId", ""}
-
-
-# -- a model of the rules (README, "Validation") ----------------------------------------------
 
 
 class Refused(Exception):
@@ -43,97 +51,127 @@ class Refused(Exception):
         self.reason = reason
 
 
-def _utf8(text: str, field: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Refused(field, "invalid_value") from None
+def is_utf8(text: str) -> bool:
+    """README: "strings must be valid UTF-8" (a lone surrogate has no UTF-8 form)."""
+    return not any(0xD800 <= ord(char) <= 0xDFFF for char in text)
 
 
-def _utc(v: datetime | date) -> str:
-    if isinstance(v, datetime):
-        if v.tzinfo is not None:
-            try:
-                v = v.astimezone(timezone.utc).replace(tzinfo=None)
-            except OverflowError:
-                raise Refused("", "invalid_value") from None
-        return v.isoformat() + "Z"
-    return v.isoformat()
+#: Attribute names, checked in this order: (what breaks the rule, reason, field it names).
+NAME_RULES: list[tuple[Callable[[Any], bool], str, Callable[[Any], str]]] = [
+    # README: "lists, tuples and string-keyed dicts"
+    (lambda n: not isinstance(n, str), "invalid_attribute_name", lambda n: f"attributes[{n!r}]"),
+    # the document's reserved names; a name of white space only is read as empty
+    (
+        lambda n: n in RESERVED or n.strip() == "",
+        "reserved_name",
+        lambda n: f"attributes.{n}" if n else "attributes",
+    ),
+    # README: "attribute names must be valid UTF-8"
+    (lambda n: not is_utf8(n), "invalid_attribute_name", lambda n: f"attributes[{n!r}]"),
+]
 
 
-def _int(v: int, field: str) -> int:
+def as_utc_iso(v: datetime | date) -> str:
+    """README: "`datetime` values are sent as ISO 8601 UTC (`2026-01-02T03:04:05Z`), naive ones
+    taken as UTC"; a date is a date."""
+    if not isinstance(v, datetime):
+        return v.isoformat()
+    utc = v if v.tzinfo is None else v.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat() + "Z"
+
+
+def decimal_number(v: Decimal) -> int | float:
+    """README: "`Decimal` (a JSON number: an int when integral, else a float)", "Decimals in the
+    float range"."""
+    if not v.is_finite():
+        raise ValueError("not a number")
+    if v == v.to_integral_value():
+        if not INT64[0] <= v <= INT64[1]:  # compared as Decimals: int() of 1e9999999 is slow
+            raise ValueError("beyond 64 bits")
+        return int(v)
+    number = float(v)
+    if not math.isfinite(number):
+        raise ValueError("beyond the float range")
+    return number
+
+
+def finite(v: float) -> float:
+    if not math.isfinite(v):  # README: "float (finite: JSON has no NaN or Infinity)"
+        raise ValueError("not finite")
+    return v
+
+
+def int64(v: int) -> int:
     if not INT64[0] <= v <= INT64[1]:
-        raise Refused(field, "invalid_value")
+        raise ValueError("beyond 64 bits")
     return v
 
 
-def _finite(v: float, field: str) -> float:
-    if not math.isfinite(v):
-        raise Refused(field, "invalid_value")
+def utf8_text(v: str) -> str:
+    if not is_utf8(v):
+        raise ValueError("not UTF-8")
     return v
 
 
-def model_value(v: Any, field: str, depth: int = 0) -> Any:
-    t = type(v)
-    if t is str:
-        _utf8(v, field)
-        return v
-    if t is bool or v is None:
-        return v
-    if t is int:
-        return _int(v, field)
-    if t is float:
-        return _finite(v, field)
-    if depth >= MAX_DEPTH:  # also what ends a cycle
-        raise Refused(field, "invalid_value")
-    if isinstance(v, Hostile):
-        raise Refused(field, "invalid_value")
-    if isinstance(v, dict):
-        out = {}
-        for k, item in v.items():
-            if not isinstance(k, str):
-                raise Refused(field, "invalid_value")
-            _utf8(k, field)
-            out[k] = model_value(item, f"{field}.{k}", depth + 1)
-        return out
-    if isinstance(v, list | tuple):
-        return [model_value(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(v)]
-    if isinstance(v, enum.Enum):
-        return model_value(v.value, field, depth + 1)
-    if isinstance(v, str):
-        return model_value(str(v), field, depth)
-    if isinstance(v, datetime | date):
-        try:
-            return _utc(v)
-        except Refused:
-            raise Refused(field, "invalid_value") from None
-    if isinstance(v, Decimal):
-        if not v.is_finite():
+Convert = Callable[[Any], Any]
+#: README, "Attribute values": the first row whose test matches says what a value becomes. A
+#: converter that raises refuses the value (``invalid_value``, naming its field). Lists,
+#: tuples, mappings and Enums are unpacked by ``wire_value``.
+VALUE_TABLE: list[tuple[Callable[[Any], bool], Convert]] = [
+    (lambda v: type(v) is str, utf8_text),
+    (lambda v: v is None or type(v) is bool, lambda v: v),
+    (lambda v: type(v) is int, int64),
+    (lambda v: type(v) is float, finite),
+    (lambda v: isinstance(v, datetime | date), as_utc_iso),
+    (lambda v: isinstance(v, Decimal), decimal_number),
+    (lambda v: isinstance(v, uuid.UUID), str),
+    # subclasses of the scalars are sent as their plain value (an Enum is unpacked before)
+    (lambda v: isinstance(v, bool), bool),
+    (lambda v: isinstance(v, int), lambda v: int64(int(v))),
+    (lambda v: isinstance(v, float), lambda v: finite(float(v))),
+    (lambda v: isinstance(v, str), lambda v: utf8_text(str(v))),
+]
+
+
+def wire_value(v: Any, field: str, depth: int = 0) -> Any:
+    """The value as it goes on the wire, or Refused(field, "invalid_value")."""
+    if isinstance(v, Mapping | list | tuple):
+        if depth >= MAX_DEPTH:  # also what ends a cycle
             raise Refused(field, "invalid_value")
-        if v == v.to_integral_value():
-            if v.adjusted() >= 19:  # at least 1e19: int() of 1e9999999 would take minutes
+        if not isinstance(v, Mapping):
+            return [wire_value(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(v)]
+        try:
+            items = list(v.items())
+        except Exception:  # a mapping that cannot be read (user code raising)
+            raise Refused(field, "invalid_value") from None
+        out = {}
+        for key, item in items:
+            if not isinstance(key, str) or not is_utf8(key):
                 raise Refused(field, "invalid_value")
-            return _int(int(v), field)
-        return _finite(float(v), field)
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    raise Refused(field, "invalid_value")
+            out[key] = wire_value(item, f"{field}.{key}", depth + 1)
+        return out
+    if isinstance(v, enum.Enum):  # README: "`Enum` (its value)"
+        return wire_value(v.value, field, depth + 1)
+    for matches, convert in VALUE_TABLE:
+        if matches(v):
+            try:
+                return convert(v)
+            except (ValueError, OverflowError):
+                raise Refused(field, "invalid_value") from None
+    raise Refused(field, "invalid_value")  # README: "Anything else is refused"
 
 
 def model(attrs: Mapping[Any, Any]) -> dict[str, Any]:
     """The attributes as they go on the wire, or Refused(field, reason)."""
     out = {}
     for name, v in attrs.items():
-        if not isinstance(name, str):
-            raise Refused(f"attributes[{name!r}]", "invalid_attribute_name")
-        if name in RESERVED or not name.strip():
-            raise Refused(f"attributes.{name}" if name else "attributes", "reserved_name")
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise Refused(f"attributes[{name!r}]", "invalid_attribute_name") from None
-        out[name] = model_value(v, f"attributes.{name}")
-    if len(json.dumps(out, ensure_ascii=False)) > 90_000:  # generated sizes stay far from it
+        for breaks, reason, field in NAME_RULES:
+            if breaks(name):
+                raise Refused(field(name), reason)
+        out[name] = wire_value(v, f"attributes.{name}")
+    # README: "An element that cannot fit in one request on its own is refused"; generated
+    # values are either far below a request body or far above it.
+    if len(json.dumps(out, ensure_ascii=False)) > 90_000:
         raise Refused("element", "too_large")
     return out
 
@@ -143,6 +181,141 @@ def expected_outcome(attrs: Mapping[Any, Any]) -> tuple[str, Any]:
         return "sent", json.loads(json.dumps(model(attrs)))
     except Refused as refused:
         return "dropped", (refused.reason, refused.field)
+
+
+# -- the action's own fields -------------------------------------------------------------------
+
+#: "none of: `unknown`, `guest`, `null`, `0`, `1`, `true`, `false`, `user_attribute_unique_id`,
+#: `(empty)`, `na`, `n/a`, empty string, `dummy_seller_code`, `user_id`, `id`, `customer_id`,
+#: `uid`, `userid`, `none`, `-2`, `-1`, `2`."
+FORBIDDEN_IDS = [
+    "unknown", "guest", "null", "0", "1", "true", "false", "user_attribute_unique_id", "(empty)",
+    "na", "n/a", "", "dummy_seller_code", "user_id", "id", "customer_id", "uid", "userid", "none",
+    "-2", "-1", "2",
+]  # fmt: skip
+#: "`platform` (ANDROID, iOS, web or unknown)"; README: "any case is accepted and the canonical
+#: spelling is sent".
+PLATFORMS = {p.lower(): p for p in ("ANDROID", "iOS", "web", "unknown")}
+
+
+def want_customer_id(v: Any) -> str:
+    """ "A string of more than one character ... and none of" the forbidden values; README:
+    compared after trimming, case-insensitively; integer ids become strings."""
+    if v is None:
+        raise Refused("customer_id", "no_customer_id")
+    if type(v) is int:
+        v = str(v)
+    if not isinstance(v, str):
+        raise Refused("customer_id", "invalid_customer_id")
+    trimmed = v.strip()
+    if len(trimmed) < 2 or trimmed.lower() in FORBIDDEN_IDS:
+        raise Refused("customer_id", "invalid_customer_id")
+    return v
+
+
+def want_action_name(v: Any) -> str:
+    """ "Each action: `action` (required name)"; reserved names as above."""
+    if not isinstance(v, str):
+        raise Refused("action", "invalid_event_name")
+    if v in RESERVED or v.strip() == "":
+        raise Refused("action", "reserved_name")
+    return v
+
+
+def want_platform(v: Any) -> str:
+    canonical = PLATFORMS.get(v.lower()) if isinstance(v, str) else None
+    if canonical is None:
+        raise Refused("platform", "invalid_platform")
+    return canonical
+
+
+def want_offset(v: Any) -> int:
+    """ "`user_timezone_offset` (seconds, -54000 to 54000...)"; README: "whole seconds"."""
+    whole = type(v) is int or (type(v) is float and math.isfinite(v) and v == int(v))
+    if not whole or not -54_000 <= v <= 54_000:
+        raise Refused("user_timezone_offset", "invalid_timezone_offset")
+    return int(v)
+
+
+@dataclass(frozen=True)
+class Iso:
+    """An ISO 8601 string built from its parts, so that whether it names a real moment is
+    decided by the calendar, not by a second parser: date, then optionally the separator,
+    (hour, minute, second or None, fraction) and the zone ("Z" or (sign, hours, minutes, form))."""
+
+    year: int
+    month: int
+    day: int
+    clock: tuple[str, int, int, int | None, str] | None
+    zone: str | tuple[str, int, int, str] | None
+
+    @property
+    def text(self) -> str:
+        out = f"{self.year:04d}-{self.month:02d}-{self.day:02d}"
+        if self.clock is not None:
+            sep, hour, minute, second, fraction = self.clock
+            out += f"{sep}{hour:02d}:{minute:02d}"
+            if second is not None:
+                out += f":{second:02d}{fraction}"
+            if isinstance(self.zone, str):
+                out += self.zone
+            elif self.zone is not None:
+                sign, hours, minutes, form = self.zone
+                out += {
+                    "hh:mm": f"{sign}{hours:02d}:{minutes:02d}",
+                    "hhmm": f"{sign}{hours:02d}{minutes:02d}",
+                    "hh": f"{sign}{hours:02d}",
+                }[form]
+        return out
+
+    @property
+    def names_a_moment(self) -> bool:
+        hour, minute, second = (
+            (self.clock[1], self.clock[2], self.clock[3]) if self.clock else (0, 0, 0)
+        )
+        try:
+            datetime(self.year, self.month, self.day, hour, minute, second or 0)
+        except ValueError:
+            return False
+        if self.clock is None or not isinstance(self.zone, tuple):
+            return True
+        _, hours, minutes, form = self.zone
+        return hours <= 23 and (form == "hh" or minutes <= 59)
+
+
+def want_time(key: str) -> Callable[[Any], Any]:
+    """ "epoch seconds or ISO 8601"; README: `datetime` values are sent as ISO 8601 UTC. Epoch
+    seconds go as a JSON number, so (README) an integral one must fit in signed 64 bits."""
+
+    def check(v: Any) -> Any:
+        if isinstance(v, datetime):
+            try:
+                return as_utc_iso(v)
+            except OverflowError:  # an aware datetime whose UTC moment has no year 1..9999
+                raise Refused(key, "invalid_time") from None
+        if isinstance(v, Iso):
+            if not v.names_a_moment:
+                raise Refused(key, "invalid_time")
+            return v.text
+        if isinstance(v, str):  # not built from parts: only ever words, never a date
+            raise Refused(key, "invalid_time")
+        number = type(v) in (int, float) and math.isfinite(v) and 0 <= v <= INT64[1]
+        if not number:
+            raise Refused(key, "invalid_time")
+        return int(v) if v == int(v) else v
+
+    return check
+
+
+#: track() keyword -> what the document wants of it (absent fields are not checked).
+FIELD_RULES: dict[str, Callable[[Any], Any]] = {
+    "customer_id": want_customer_id,
+    "action": want_action_name,
+    "platform": want_platform,
+    "user_timezone_offset": want_offset,
+    "current_time": want_time("current_time"),
+    "user_time": want_time("user_time"),
+}
 
 
 # -- strategies -------------------------------------------------------------------------------
@@ -269,6 +442,104 @@ PROPERTY = settings(
 )
 
 
+def any_case(word: str) -> st.SearchStrategy[str]:
+    flips = st.lists(st.booleans(), min_size=len(word), max_size=len(word))
+    return flips.map(lambda ups: "".join(c.upper() if u else c for c, u in zip(word, ups)))
+
+
+def padded(word: str) -> st.SearchStrategy[str]:
+    pads = st.sampled_from(["", "", " ", "\t", "  "])
+    return st.tuples(pads, st.just(word), pads).map("".join)
+
+
+customer_ids = st.one_of(
+    st.text(text_char, min_size=2, max_size=10),
+    st.sampled_from(FORBIDDEN_IDS).flatmap(any_case).flatmap(padded),
+    st.text(text_char, max_size=2),
+    st.integers(-3, 12),
+    st.integers(),
+    st.sampled_from([None, 7.5, True, b"ab", ["ab"]]),
+)
+action_names = st.one_of(
+    st.text(text_char, min_size=1, max_size=8),
+    st.sampled_from([*sorted(RESERVED), " ", "\t", "ID", "UserId"]),
+    st.sampled_from([None, 42, b"Buy"]),
+)
+platforms = st.one_of(
+    st.sampled_from(sorted(PLATFORMS.values())).flatmap(any_case),
+    st.text(text_char, max_size=7),
+    st.sampled_from([1, True, b"web"]),  # (None is no platform: the field left out)
+)
+offsets = st.one_of(
+    st.integers(-60_000, 60_000),
+    st.sampled_from([54_000, -54_000, 54_001, -54_001, 19_800, 19_800.0, 19_800.5, "19800"]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+)
+iso_times = st.builds(
+    Iso,
+    st.integers(0, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.none()
+    | st.tuples(
+        st.sampled_from(["T", " "]),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.none() | st.integers(0, 61),
+        st.sampled_from(["", "", ".5", ",25", ".123456"]),
+    ),
+    st.none()
+    | st.just("Z")
+    | st.tuples(
+        st.sampled_from(["+", "-"]),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.sampled_from(["hh:mm", "hhmm", "hh"]),
+    ),
+)
+times = st.one_of(
+    iso_times,
+    st.integers(-10, 2**64),
+    st.sampled_from([2**63 - 1, 2**63, 2.0**63, 1e19, 1e300, 1590404615.25, -0.0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.datetimes(
+        timezones=st.sampled_from(
+            [None, timezone.utc, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))]
+        )
+    ),
+    st.text(text_char, max_size=8),
+    st.booleans(),
+)
+#: Each field of an action: absent most of the time, else a value from its strategy.
+action_fields = st.fixed_dictionaries(
+    {"customer_id": mostly(st.text(text_char, min_size=2, max_size=10), customer_ids, 2),
+     "action": mostly(st.just("Purchase"), action_names, 2)},
+    optional={
+        "platform": platforms,
+        "user_timezone_offset": offsets,
+        "current_time": times,
+        "user_time": times,
+    },
+)  # fmt: skip
+
+
+def as_argument(v: Any) -> Any:
+    return v.text if isinstance(v, Iso) else v
+
+
+def expected_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+    """What each field goes on the wire as, and every (reason, field) the rules refuse."""
+    wire: dict[str, Any] = {}
+    problems: set[tuple[str, str]] = set()
+    for key, v in fields.items():
+        try:
+            wire[key] = FIELD_RULES[key](v)
+        except Refused as refused:
+            problems.add((refused.reason, refused.field))
+    return wire, problems
+
+
 def action_attributes(event: Mapping[str, Any]) -> Any:
     return event.get("attributes") or {}
 
@@ -311,6 +582,41 @@ def test_strict_mode_raises_the_same_reason_and_field(attrs: dict[Any, Any]) -> 
             moetrack.track("Prop", attrs, customer_id="prop-user")
     assert (info.value.reason, info.value.field) == detail
     assert sent.events == []
+
+
+def at(**fields: Any) -> dict[str, Any]:
+    return {"customer_id": "user-1", "action": "Purchase", **fields}
+
+
+@PROPERTY
+@given(action_fields)
+# Epoch seconds are a JSON number: an integral float beyond 64 bits is no more sendable than
+# the int it stands for.
+@example(at(current_time=2.0**63))
+@example(at(user_time=1e300))
+# A datetime that cannot be expressed in UTC is a bad time, not an error of the client.
+@example(at(current_time=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))))
+@example(at(user_time=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-12)))))
+@example(at(customer_id=" GuEsT\t", platform="IOS", user_timezone_offset=19800.0))
+def test_the_action_fields_follow_the_document(fields: dict[str, Any]) -> None:
+    wire, problems = expected_fields(fields)
+    event("sent" if not problems else "dropped: " + ", ".join(sorted(r for r, _ in problems)))
+    arguments = {key: as_argument(v) for key, v in fields.items()}
+    name = arguments.pop("action")
+    with capture() as sent:
+        moetrack.track(name, **arguments)
+    if problems:
+        assert sent.events == []
+        ((reason, error),) = sent.dropped
+        assert isinstance(error, moetrack.ValidationError), error
+        # Several fields may be wrong; the client names one of them, by its documented rule.
+        assert (reason, error.field) in problems, error
+        return
+    assert sent.dropped == []
+    ((sent_event),) = sent.events
+    assert {key: sent_event.get(key) for key in wire} == wire
+    if "current_time" not in fields:  # "the receive time when absent": the client sends now
+        assert type(sent_event["current_time"]) is int
 
 
 # -- the background worker and the emulator ------------------------------------------------------

@@ -128,8 +128,9 @@ class Req:
 
 def padded_user(total_bytes: int) -> bytes:
     """A valid User API body of exactly ``total_bytes`` bytes."""
-    body = {"type": "customer", "customer_id": "user-1", "attributes": {"pad": ""}}
-    body["attributes"]["pad"] = "x" * (total_bytes - len(json.dumps(body).encode()))
+    attributes = {"pad": ""}
+    body = {"type": "customer", "customer_id": "user-1", "attributes": attributes}
+    attributes["pad"] = "x" * (total_bytes - len(json.dumps(body).encode()))
     encoded = json.dumps(body).encode()
     assert len(encoded) == total_bytes
     return encoded
@@ -490,7 +491,7 @@ def stored(emu: Emulator, element: dict[str, Any]) -> bool:
     """Whether the emulator kept ``element``."""
     kind, cid = element["type"], element["customer_id"]
     if kind == "customer":
-        return emu.user(cid) == element.get("attributes", {})
+        return bool(emu.user(cid) == element.get("attributes", {}))
     if kind == "device":
         wanted = {"customer_id": cid, "attributes": element["attributes"]}
         return list(emu.devices().values()) == [wanted]
