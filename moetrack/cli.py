@@ -20,7 +20,11 @@ Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 #: and sets ``handler``. They import their heavy dependencies inside the handlers only.
-_COMMAND_MODULES: tuple[str, ...] = ("moetrack._cli_import", "moetrack._cli_relay")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "moetrack._cli_import",
+    "moetrack._cli_relay",
+    "moetrack._cli_doctor",
+)
 
 
 def _devserver(args: argparse.Namespace) -> int:
