@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import moetrack
 from moetrack import signals
 from moetrack.testing import Emulator, capture
+from moetrack.testing._checks import check_element
 
 # -- the rules, from the API document and the README -------------------------------------------
 #
@@ -560,6 +561,7 @@ def test_any_attributes_are_sent_exactly_or_dropped_naming_the_field(
         assert sent.dropped == []
         (action,) = sent.events
         assert action_attributes(action) == detail
+        assert [check_element(element) for element in sent.elements] == [(None, [])]
     else:
         assert sent.events == []
         ((reason, error),) = sent.dropped
@@ -615,6 +617,8 @@ def test_the_action_fields_follow_the_document(fields: dict[str, Any]) -> None:
     assert sent.dropped == []
     ((sent_event),) = sent.events
     assert {key: sent_event.get(key) for key in wire} == wire
+    # And the emulator, whose checks are written from the document too, keeps what was sent.
+    assert [check_element(element) for element in sent.elements] == [(None, [])]
     if "current_time" not in fields:  # "the receive time when absent": the client sends now
         assert type(sent_event["current_time"]) is int
 
