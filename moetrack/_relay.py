@@ -221,7 +221,7 @@ class RelaySource:
             left = end - time.monotonic()
             try:
                 self._read(limit, 0)
-                if not self._buffer and left > 0:
+                if not self._buffer and left > 0 and not self._all_taken():
                     self._read(limit, min(left, BLOCK))
                 self._up()
             except redis_errors() as exc:
@@ -230,8 +230,14 @@ class RelaySource:
                 attempt += 1
             if self._buffer:
                 return self._hand(limit)
-            if end - time.monotonic() <= 0:
+            if end - time.monotonic() <= 0 or self._all_taken():
                 return []
+
+    def _all_taken(self) -> bool:
+        """Whether the sender holds entries of ours: then a read that found nothing more
+        means its batch should go now rather than wait for entries that may come."""
+        with self._lock:
+            return any(p.outstanding for p in self._owned.values())
 
     def due(self) -> bool:
         return not self._buffer
@@ -465,13 +471,19 @@ class RelaySource:
                 )
         self._last_renewal = time.monotonic()
         share = math.ceil(self.partitions / max(1, live))
-        # Give extra partitions up (idle ones only: nothing read from them is unsettled) so
-        # that newer relays get their share.
+        # Give extra partitions up so that newer relays get their share: stop reading them,
+        # and hand each over once nothing read from it is unsettled.
         with self._lock:
             count = len(self._owned)
-            extra = [n for n, p in self._owned.items() if p.outstanding == 0][
-                : max(0, count - share)
-            ]
+            surplus = max(0, count - share)
+            leaving = [n for n, p in self._owned.items() if p.lost][:surplus]
+            for n, p in self._owned.items():
+                if len(leaving) >= surplus:
+                    break
+                if not p.lost:
+                    p.lost = True
+                    leaving.append(n)
+            extra = [n for n in leaving if self._owned[n].outstanding == 0]
             given = [(n, self._owned.pop(n)) for n in extra]
         for n, part in given:
             self._release(
