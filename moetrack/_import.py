@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -88,7 +89,7 @@ _CSV_FIELDS = {
 }
 _CSV_TEXT = frozenset({"customer_id", "device_id", "action", "platform", "app_version", "push_id"})
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
-_LINE_1 = re.compile(r"line 1 column (\d+) \(char \d+\)")
+_WHERE = re.compile(r"line \d+ column \d+ \(char (\d+)\)")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
@@ -215,7 +216,7 @@ def _jsonl_rows(
         except (ValueError, RecursionError) as exc:
             if not raw.strip():
                 continue  # a blank line is no row
-            message = "not valid JSON: " + _LINE_1.sub(r"column \1", str(exc))
+            message = "not valid JSON: " + _WHERE.sub(_column, str(exc))
             yield index, line, start, pos, line, Refusal(UNKNOWN, "malformed_json", None, message)
             continue
         if type(obj) is not dict:
@@ -251,6 +252,11 @@ def _jsonl_rows(
         except Exception as exc:  # never stop an import for one row
             result = Refusal(UNKNOWN, "invalid", None, f"{type(exc).__name__}: {exc}")
         yield index, line, start, pos, line, result
+
+
+def _column(match: re.Match[str]) -> str:
+    """The parser's place in the line, as a column (its "line" counts the newline)."""
+    return f"column {int(match[1]) + 1}"
 
 
 def _json_type(obj: Any) -> str:
@@ -593,6 +599,31 @@ def plain_table(rows: list[list[str]]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+class BytesRead:
+    """Input bytes read so far (compressed bytes for a .gz): ``read_rows``'s ``on_open``."""
+
+    def __init__(self, inputs: Sequence[Input], first: int) -> None:
+        self._inputs = inputs
+        self._done = sum(i.size for i in inputs[:first])
+        self._current = first
+        self._reader: _Reader | None = None
+
+    def opened(self, reader: _Reader | None) -> None:
+        if self._reader is not None:
+            self._done += self._inputs[self._current].size
+            self._current += 1
+        self._reader = reader
+
+    def __call__(self) -> int:
+        reader = self._reader
+        if reader is None:
+            return self._done
+        try:
+            return self._done + reader.raw.tell()
+        except (OSError, ValueError):  # closed meanwhile
+            return self._done
+
+
 class _Mark:
     """Where one row's items came from, shared by them (their ``ref`` is (mark, index))."""
 
@@ -648,8 +679,9 @@ class FileSource:
         self.stop = stop
         self.state_path = state_path
         self.state = state if state is not None else {}
-        self._reader: _Reader | None = None
-        self._rows = read_rows(inputs, kind, max_bytes, position[:3], self._opened)
+        #: Input bytes read so far, for the progress display.
+        self.bytes_read = BytesRead(inputs, position[0])
+        self._rows = read_rows(inputs, kind, max_bytes, position[:3], self.bytes_read.opened)
         #: Actions of the row at the resume position that were sent already.
         self._skip = position[3]
         self._pending: list[Item] = []
@@ -659,26 +691,6 @@ class FileSource:
         self.taken = 0
         self.settled = 0
         self.error: MoetrackError | None = None
-        self._input_done_bytes = sum(i.size for i in inputs[: position[0]])
-        self._current = position[0]
-
-    # -- progress ------------------------------------------------------------------------------
-
-    def _opened(self, reader: _Reader | None) -> None:
-        if self._reader is not None:
-            self._input_done_bytes += self.inputs[self._current].size
-            self._current += 1
-        self._reader = reader
-
-    def bytes_read(self) -> int:
-        """Input bytes read so far (compressed bytes for a .gz), for the progress display."""
-        reader = self._reader
-        if reader is None:
-            return self._input_done_bytes
-        try:
-            return self._input_done_bytes + reader.raw.tell()
-        except (OSError, ValueError):
-            return self._input_done_bytes
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -813,11 +825,12 @@ def dry_run(
     rejects: Rejects,
     summary: Summary,
     progress: Callable[[], None] | None = None,
+    on_open: Callable[[_Reader | None], None] | None = None,
 ) -> None:
     """Read and validate every row; count; write refusals; send nothing, save nothing."""
     read = summary.read
     sent = summary.sent
-    rows = read_rows(inputs, kind, max_bytes)
+    rows = read_rows(inputs, kind, max_bytes, on_open=on_open)
     for n, (index, line, _start, _end, _end_line, result) in enumerate(rows, 1):
         if isinstance(result, list):
             for item in result:
@@ -896,9 +909,8 @@ class Progress:
         self.dry_run = dry_run
         self.started = time.monotonic()
         self._last_line = self.started
-        self._base_sent = sum(summary.sent)
-        self._base_read = sum(summary.read)
-        self._samples: list[tuple[float, int]] = [(self.started, self._count())]
+        self._base = list(summary.sent)
+        self._first = self._count()
         self._live: Any = None
         if live:
             self._live = self._start_live()
@@ -931,15 +943,10 @@ class Progress:
         return Group(bar, Text(self.line()))
 
     def rate(self) -> float:
-        """Records per second over the last ten seconds or so."""
-        now = time.monotonic()
-        count = self._count()
-        samples = self._samples
-        samples.append((now, count))
-        while len(samples) > 2 and now - samples[1][0] > 10:
-            samples.pop(0)
-        t0, c0 = samples[0]
-        return (count - c0) / (now - t0) if now > t0 else 0.0
+        """Records per second since this run began (pacing sends in bursts: an average over
+        the run is what the quota allows)."""
+        elapsed = time.monotonic() - self.started
+        return (self._count() - self._first) / elapsed if elapsed > 0 else 0.0
 
     def eta(self, rate: float) -> float | None:
         """Seconds left: the rest of the input, estimated from the bytes read, at the quota
@@ -956,11 +963,22 @@ class Progress:
             left = sum(s.read) / fraction - sum(s.read)
             return left / rate if rate > 0 else None
         config = self.config
+        elapsed = time.monotonic() - self.started
         waits = []
-        if config is not None and config.events_per_minute:
-            waits.append(events_left * config.rate_limit_window / config.events_per_minute)
-        if config is not None and config.users_per_minute:
-            waits.append(users_left * config.rate_limit_window / config.users_per_minute)
+        if config is not None:
+            window = config.rate_limit_window
+            for left, sent, quota in (
+                (events_left, s.sent[EVENT] - self._base[EVENT], config.events_per_minute),
+                (
+                    users_left,
+                    s.sent[USER] + s.sent[DEVICE] - self._base[USER] - self._base[DEVICE],
+                    config.users_per_minute,
+                ),
+            ):
+                if quota and left:
+                    # A sliding window lets one quota go at once, then one more per window.
+                    windows = math.ceil((sent + left) / quota) - 1
+                    waits.append(max(0.0, windows * window - elapsed))
         if waits:
             return max(waits)
         return (events_left + users_left) / rate if rate > 0 else None
@@ -1051,13 +1069,14 @@ def _run_dry(inputs: list[Input], options: ImportOptions, live: bool, fancy: boo
 
     summary = Summary()
     rejects = Rejects(options.rejects, 0, show_file=len(inputs) > 1)
+    bytes_read = BytesRead(inputs, 0)
     progress = Progress(
         summary,
-        lambda: 0,
-        0,
+        bytes_read,
+        sum(i.size for i in inputs),
         config=None,
         interval=options.progress_interval,
-        live=False,
+        live=live,
         dry_run=True,
     )
     try:
@@ -1068,8 +1087,10 @@ def _run_dry(inputs: list[Input], options: ImportOptions, live: bool, fancy: boo
             rejects=rejects,
             summary=summary,
             progress=progress.update,
+            on_open=bytes_read.opened,
         )
     finally:
+        progress.close()
         rejects.close()
     print_summary(summary, dry_run=True, fancy=fancy)
     return 1 if summary.refused_total else 0
