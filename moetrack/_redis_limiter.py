@@ -18,7 +18,8 @@ more than ``Q`` units, even counting that a batch is taken whole: for grants ``1
 at least ``t_1 + (n_1 + ... + n_(k-1)) * T``; the grant condition at ``t_k`` then gives
 ``n_1 + ... + n_k <= (t_k - t_1) / T + B``, which is at most ``Q`` while ``t_k - t_1 <= W + L``.
 So the quota holds at the server for every request that reaches it within ``L`` seconds of
-its grant (``L`` is a sixtieth of the window by default: one second of a minute). A batch
+its grant (by default a sixtieth of the window, at least a quarter of a second: one second
+of a minute). A batch
 larger than ``B`` (up to the whole quota) still goes, once the bucket has been idle long
 enough; the same proof covers it. The steady pace is ``(Q - B) / (W + L)`` units a second:
 90 % of the quota, less the allowance, for batches up to ``B``; about half for batches near
@@ -61,6 +62,8 @@ RETRY_INTERVAL = 5.0
 #: before falling back to the local limiter.
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 1.0
+#: The least time (seconds) allowed between a grant and its request reaching the server.
+MIN_ALLOWANCE = 0.25
 
 #: KEYS: users TAT, events TAT, pause. ARGV[1] = "acquire", then per quota (users, events) five
 #:   numbers: cost, burst, T (µs per unit; 0: no limit), quota, keep (µs the key outlives its
@@ -160,9 +163,10 @@ class RedisLimiter:
     ``RedisLimiter(url, app_id, users_per_minute, events_per_minute, window, fallback=...)``;
     ``None`` turns a quota off. ``max_batch`` is the largest batch the sender makes (the
     burst is at most a tenth of a quota); ``allowance`` the seconds a request may take from
-    its grant to the server (default: a sixtieth of the window). Every process sharing the
-    quota must use the same figures. ``fallback`` paces this process alone while Redis is
-    unreachable (default: a :class:`~moetrack._limiter.LocalLimiter` of the same quotas).
+    its grant to the server (default: a sixtieth of the window, at least 0.25 s). Every
+    process sharing the quota must use the same figures. ``fallback`` paces this process
+    alone while Redis is unreachable (default: a :class:`~moetrack._limiter.LocalLimiter` of
+    the same quotas).
     """
 
     def __init__(
@@ -197,7 +201,7 @@ class RedisLimiter:
             else LocalLimiter(users_per_minute, events_per_minute, window)
         )
         if allowance is None:
-            allowance = window / 60
+            allowance = max(window / 60, MIN_ALLOWANCE)
         users = gcra_parameters(users_per_minute, window, max_batch, allowance)
         events = gcra_parameters(events_per_minute, window, max_batch, allowance)
         #: (burst, µs per unit, quota, keep) of the users and the events quota.
