@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,14 +149,8 @@ def test_producers_and_relays_share_the_quota_keep_order_and_lose_nothing(
         assert relays.stop_all() == [0, 0, 0]
         requests = [r for r in emu.requests() if r["path"].startswith("/v1/")]
 
-    timeline = [(round(r["time"] - requests[0]["time"], 2), r["events"], r["status"]) for r in requests]
-        repr(
-            [
-                (round(r["time"] - requests[0]["time"], 2), r["events"], r["status"])
-                for r in requests
-            ]
-        )
-    )
+    t0 = requests[0]["time"]
+    timeline = [(round(r["time"] - t0, 2), r["events"], r["status"]) for r in requests]
     assert [r["status"] for r in requests if r["status"] != 200] == [], timeline  # zero 429
     counts = keyed(emu)
     assert len(counts) == 3600
