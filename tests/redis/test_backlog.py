@@ -158,3 +158,31 @@ def test_a_forked_child_uses_its_own_connection(redis_server: RedisServer) -> No
     writer.run_once(ListSource([event("parent", 2)]), Stop())
     assert sum(len(v) for v in entries(redis_server).values()) == 3
     writer.close()
+
+
+def test_a_client_with_a_backlog_flushes_once_stored_and_counts_backlog_full(
+    redis_server: RedisServer,
+) -> None:
+    import moetrack
+
+    client = moetrack.Client(
+        APP,
+        "key-for-tests",
+        endpoint="http://127.0.0.1:9",  # nothing listens: only the backlog is written
+        backlog=redis_server.url,
+        backlog_max_entries=30,
+        flush_interval=0.05,
+    )
+    try:
+        for i in range(20):
+            client.track("Step", customer_id=f"cust{i % 3}", seq=i)
+        assert client.flush(10)
+        assert sum(len(v) for v in entries(redis_server).values()) == 20
+        for i in range(20):
+            client.track("Step", customer_id=f"cust{i % 3}", seq=i)
+        assert client.flush(10)
+        stats = client.stats()
+        assert stats.sent == 30
+        assert stats.dropped == {"backlog_full": 10}
+    finally:
+        client.shutdown(2)
