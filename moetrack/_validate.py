@@ -217,7 +217,8 @@ def timestamp(value: Any, field: str) -> int | float | str:
 _ISO8601 = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
     r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,]\d{1,9})?)?"
-    r"(?P<tz>[Zz]|[+-](?P<tzh>\d{2})(?::?(?P<tzm>\d{2}))?)?)?"
+    r"(?P<tz>[Zz]|[+-](?P<tzh>\d{2})(?::?(?P<tzm>\d{2}))?)?)?",
+    re.ASCII,  # \d is 0-9 only: other scripts' digits do not make an ISO 8601 date
 )
 
 

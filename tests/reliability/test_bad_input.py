@@ -600,6 +600,9 @@ def at(**fields: Any) -> dict[str, Any]:
 @example(at(current_time=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))))
 @example(at(user_time=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-12)))))
 @example(at(customer_id=" GuEsT\t", platform="IOS", user_timezone_offset=19800.0))
+# ISO 8601 is written in ASCII digits: fullwidth or Arabic-Indic ones do not make a date.
+@example(at(current_time="\uff12\uff10\uff12\uff10-05-31T10:00:00Z"))
+@example(at(user_time="2020-05-\u0663\u0661"))
 def test_the_action_fields_follow_the_document(fields: dict[str, Any]) -> None:
     wire, problems = expected_fields(fields)
     event("sent" if not problems else "dropped: " + ", ".join(sorted(r for r, _ in problems)))
