@@ -292,6 +292,8 @@ def test_401_fails_once_without_looping_and_never_logs_the_key(
         # Failed at once, and nothing left that a retry loop could send again ...
         assert (stats.failed, stats.pending, stats.sent, stats.retried) == (10, 0, 0, 0)
         assert stats.requests == len(emulator.requests()) <= 2
+        # on_error runs on the worker, after the records are counted as failed.
+        assert emulator.wait_for(lambda: len(errors) >= stats.requests, timeout=10)
         assert len(errors) == stats.requests
         cause = errors[0].cause  # type: ignore[attr-defined]
         assert isinstance(cause, moetrack.AuthenticationError)

@@ -326,6 +326,7 @@ def test_413_at_a_lowered_limit_splits_and_fails_only_what_cannot_fit(
     sampler.check()
     stats = assert_accounted(client)
     assert (stats.sent, stats.failed, stats.pending, stats.retried) == (119, 1, 0, 0)
+    assert wait_until(lambda: len(errors) >= 1, timeout=10)  # on_error runs on the worker
     (error,) = errors
     assert isinstance(error, moetrack.DeliveryError)
     assert isinstance(error.cause, moetrack.PayloadTooLargeError)
@@ -381,7 +382,14 @@ def test_a_permanent_error_fails_each_batch_once_without_a_retry_loop(
         assert retried.calls == []
         assert stats.requests == len(emulator.requests()) == 3  # one per batch of 10
         assert {r["status"] for r in emulator.requests()} == {status}
-        # Each failed batch is reported once through on_error and once as a signal ...
+
+        # Each failed batch is reported once through on_error and once as a signal (on the
+        # worker, after its records are counted as failed) ...
+        def reported() -> bool:
+            logged = any(r.levelname == "ERROR" for r in moetrack_logs.records)
+            return logged and len(errors) >= 3 and len(failed.calls) >= 3
+
+        assert wait_until(reported, timeout=10)
         assert len(errors) == len(failed.calls) == 3
         assert sum(c["records"] for c in failed.calls) == 30
         for error in errors:
