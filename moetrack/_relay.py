@@ -164,7 +164,15 @@ class RelaySource:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._prepare()
+        attempt = 0
+        while not self.stop.requested:  # a relay may start before its Redis does
+            try:
+                self._prepare()
+                break
+            except redis_errors() as exc:
+                self._down(exc)
+                self._wake.wait(min(2.0, 0.1 * 2 ** min(attempt, 5)))
+                attempt += 1
         self._maintain()  # take the first leases now rather than one period later
         self._thread = threading.Thread(target=self._heartbeat, name="moetrack-relay", daemon=True)
         self._thread.start()

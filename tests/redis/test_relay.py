@@ -319,3 +319,21 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(
         assert r.zcard(keys.relays) == 0
         r.close()
         client.shutdown(5)
+
+
+def test_a_relay_started_before_its_redis_waits_for_it(
+    redis_server: RedisServer, relays: Relays
+) -> None:
+    with Emulator() as emu:
+        redis_server.kill()
+        relays.start(redis_server, emu, "--timeout", "5")
+        assert emu.wait_for(lambda: "cannot reach the backlog" in relays.logs(), 30)
+        assert relays.procs[0].poll() is None
+        redis_server.start()
+        client = client_for(redis_server, emu)
+        for i in range(50):
+            client.track("Step", customer_id=f"c{i % 5}", seq=i)
+        assert client.flush(10)
+        assert emu.wait_for(lambda: len(keyed(emu)) == 50, 30), relays.logs()
+        assert relays.stop_all() == [0]
+        client.shutdown(5)
