@@ -47,15 +47,18 @@ def _mapping_size(m: Mapping[str, Any] | None) -> int:
         return 0
     n = 0
     for key, value in m.items():
-        n += 24 + len(key) + (len(value) if type(value) is str else 16)
+        n += (40 + len(key) if type(key) is str else 56) + (
+            len(value) if type(value) is str else 16
+        )
     return n
 
 
 def estimate(record: Any) -> int:
     """A cheap, repeatable guess of what a queued record holds in memory, in bytes.
 
-    Top-level strings count by length, every other value as a small constant; the same
-    record always gives the same number (the worker subtracts what the caller added).
+    Top-level strings count by length, every other key or value as a small constant (never
+    calling user code); the same record always gives the same number (the worker subtracts
+    what the caller added).
     """
     if type(record) is not tuple:  # an Item prepared in the caller (strict mode)
         return ITEM_OVERHEAD + len(record.payload)

@@ -44,6 +44,7 @@ ACK: Final = 0
 FAIL: Final = 1
 RELEASE: Final = 2
 SPLIT: Final = 3  # settled by its halves
+RELEASE_SPLIT: Final = 4  # settled by its halves, the last of them released
 
 
 class Sender:
@@ -111,7 +112,8 @@ class Sender:
                 while held and packer.add(held[0]):
                     held.popleft()
                 if held:  # the next item does not fit: the batch is full
-                    self.send(packer.take(), source, stop)
+                    if not self.send(packer.take(), source, stop):
+                        return
                     # What remains waits for its own interval, so a burst goes in full bodies.
                     first_taken = _monotonic()
                     continue
@@ -121,7 +123,8 @@ class Sender:
                     return
                 now = _monotonic()
                 if len(packer) and now >= first_taken + interval:
-                    self.send(packer.take(), source, stop)
+                    if not self.send(packer.take(), source, stop):
+                        return
                     continue
                 timeout = first_taken + interval - now if len(packer) else interval
                 items = source.take(max(1, self.config.max_batch_size - len(packer)), timeout)
@@ -131,8 +134,8 @@ class Sender:
                     if not len(packer) and not held:
                         first_taken = _monotonic()
                     held.extend(items)
-                elif len(packer) and source.due():
-                    self.send(packer.take(), source, stop)
+                elif len(packer) and source.due() and not self.send(packer.take(), source, stop):
+                    return
         finally:
             rest = [*packer.take().items, *held]
             if rest:
@@ -152,12 +155,15 @@ class Sender:
         """Pack ``items`` and send them now, batch by batch."""
         batches = self.packer().pack_all(items)
         for i, batch in enumerate(batches):
+            sent = False
             try:
-                self.send(batch, source, stop)
-            except BaseException:
-                for rest in batches[i + 1 :]:
-                    source.release(rest.items)
-                raise
+                sent = self.send(batch, source, stop)
+            finally:
+                if not sent:
+                    for rest in batches[i + 1 :]:
+                        source.release(rest.items)
+            if not sent:
+                return
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -169,8 +175,13 @@ class Sender:
         *,
         charged: bool = False,
         first_attempt: float | None = None,
-    ) -> None:
-        """Send one batch through retries; settle it exactly once, whatever happens."""
+    ) -> bool:
+        """Send one batch through retries; settle it exactly once, whatever happens.
+
+        False when it was released unsent because the stop came first: then nothing more
+        should be sent (a request after the deadline only delays the exit, and a later batch
+        sent past a released one would break the order).
+        """
         outcome, error = RELEASE, None
         try:
             outcome, error = self._attempts(batch, source, stop, charged, first_attempt)
@@ -183,15 +194,17 @@ class Sender:
             )
         finally:
             self._settle(batch, source, outcome, error)
+        return outcome not in (RELEASE, RELEASE_SPLIT)
 
     def _settle(
         self, batch: Batch, source: Source, outcome: int, error: MoetrackError | None
     ) -> None:
+        """Report the outcome, then settle it with the source: a ``flush()`` that returns
+        once the batch is settled finds its errors already reported."""
         report = self.reporter
         if outcome == ACK:
             with self._lock:
                 self.bytes += len(batch.body)
-            source.ack(batch.items)
             if self.config.debug:
                 logger.debug(
                     "sent %d records in %d bytes (%d users, %d events)",
@@ -208,12 +221,15 @@ class Sender:
                 events=batch.events,
                 status=200,
             )
+            source.ack(batch.items)
         elif outcome == FAIL:
             assert error is not None
-            source.fail(batch.items, error)
-            report.log(40, "fail", "%s", error)
-            report.error(error)
-            report.emit("batch_failed", records=len(batch), error=error)
+            try:
+                report.log(40, "fail", "%s", error)
+                report.error(error)
+                report.emit("batch_failed", records=len(batch), error=error)
+            finally:
+                source.fail(batch.items, error)
         elif outcome == RELEASE:
             if error is not None:
                 self.last_error = error
@@ -331,13 +347,16 @@ class Sender:
             for sub in Packer(config.max_batch_bytes, len(part)).pack_all(part)
         ]
         for i, sub in enumerate(parts):
+            sent = False
             try:
                 # The request that earned the 413 paid for these items already.
-                self.send(sub, source, stop, charged=True, first_attempt=first_attempt)
-            except BaseException:
-                for rest in parts[i + 1 :]:
-                    source.release(rest.items)
-                raise
+                sent = self.send(sub, source, stop, charged=True, first_attempt=first_attempt)
+            finally:
+                if not sent:
+                    for rest in parts[i + 1 :]:
+                        source.release(rest.items)
+            if not sent:
+                return RELEASE_SPLIT, None
         return SPLIT, None
 
     def _scrubbed(self, error: TransportError) -> TransportError:

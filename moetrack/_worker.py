@@ -91,8 +91,10 @@ class Worker:
 
     def _run(self) -> None:
         source, stop = self.source, self.source.stop
-        while not stop.requested or not (stop.expired() or self._idle()):
+        while True:
             try:
+                # Returns once stopping: the source is empty, the deadline passed, or a batch
+                # was released because the deadline came first (nothing more is sent then).
                 self.sender.run(source, stop)
             # Never let the worker die: log, and go on. BaseException too: only user code (a
             # callback calling sys.exit()) raises SystemExit on this thread, where it cannot
@@ -100,10 +102,9 @@ class Worker:
             except BaseException:
                 logger.exception("unexpected error in the worker; it continues")
                 source.wait(0.1)
+            if stop.requested:
+                break
         self._finish()
-
-    def _idle(self) -> bool:
-        return self.source.held == 0 and self.queue.size() == 0
 
     def _finish(self) -> None:
         self.source.give_up(self.sender.last_error, self.stop_timeout)
