@@ -32,18 +32,32 @@ def accounted(stats: moetrack.Stats) -> bool:
     return stats.queued == stats.sent + sum(stats.dropped.values()) + stats.failed + stats.pending
 
 
-def assert_accounted(client: moetrack.Client) -> moetrack.Stats:
+def stored(emulator: Emulator) -> int:
+    """How many distinct events the server stored (a duplicate counts once)."""
+    return len({json.dumps(e, sort_keys=True, default=str) for e in emulator.events()})
+
+
+def assert_accounted(client: moetrack.Client, emulator: Emulator | None = None) -> moetrack.Stats:
+    """The client's own sum holds, and (with ``emulator``) what it counts as sent is what
+    the server stored: a check that shares no counter with the client's arithmetic."""
     stats = client.stats()
     assert accounted(stats), stats
+    if emulator is not None:
+        assert stats.sent == stored(emulator), (stats, stored(emulator))
     return stats
 
 
 class Sampler:
     """Reads ``client.stats()`` every few milliseconds on its own thread while a fault is
-    active, and keeps every snapshot that breaks the accounting invariant."""
+    active, and keeps every snapshot that breaks the accounting invariant or, with
+    ``emulator``, counts as sent more than the server has stored so far (the client counts a
+    batch as sent only after the server answered it, so the server is never behind)."""
 
-    def __init__(self, client: moetrack.Client, interval: float = 0.002) -> None:
+    def __init__(
+        self, client: moetrack.Client, emulator: Emulator | None = None, interval: float = 0.002
+    ) -> None:
         self.client = client
+        self.emulator = emulator
         self.interval = interval
         self.samples = 0
         self.violations: list[moetrack.Stats] = []
@@ -57,6 +71,8 @@ class Sampler:
             self.samples += 1
             self.max_pending = max(self.max_pending, stats.pending)
             if not accounted(stats):
+                self.violations.append(stats)
+            elif self.emulator is not None and stats.sent > len(self.emulator.events()):
                 self.violations.append(stats)
             self._stop.wait(self.interval)
 

@@ -92,7 +92,7 @@ def test_a_5xx_storm_of_a_few_hundred_ms_loses_nothing_and_sends_nothing_twice(
 ) -> None:
     client = make_client(max_batch_size=25)
     warm_up(client)
-    with Sampler(client) as sampler:
+    with Sampler(client, emulator) as sampler:
         expected = storm(
             client,
             emulator,
@@ -102,7 +102,7 @@ def test_a_5xx_storm_of_a_few_hundred_ms_loses_nothing_and_sends_nothing_twice(
         )
         assert client.flush(20)
     sampler.check()
-    stats = assert_accounted(client)
+    stats = assert_accounted(client, emulator)
     assert (stats.sent, stats.failed, stats.pending, stats.dropped) == (201, 0, 0, {})
     assert stats.retried >= 3
     assert sum(r["status"] == status for r in emulator.requests()) == stats.retried
@@ -117,7 +117,7 @@ def test_429_storm_is_waited_out(
     warm_up(client)
     retries = Recorder(signals.request_retried, client)
     try:
-        with Sampler(client) as sampler:
+        with Sampler(client, emulator) as sampler:
             expected = storm(
                 client,
                 emulator,
@@ -129,7 +129,7 @@ def test_429_storm_is_waited_out(
     finally:
         retries.close()
     sampler.check()
-    stats = assert_accounted(client)
+    stats = assert_accounted(client, emulator)
     assert (stats.sent, stats.failed, stats.pending) == (151, 0, 0)
     delays = [call["delay"] for call in retries.calls]
     assert len(delays) == stats.retried >= 3
@@ -150,13 +150,13 @@ def test_connections_closed_mid_request_are_retried_exactly_once(
     retries = Recorder(signals.request_retried, client)
     emulator.drop_connections(6)
     try:
-        with Sampler(client) as sampler:
+        with Sampler(client, emulator) as sampler:
             expected = track_numbered(client, 400, CUSTOMERS)
             assert client.flush(20)
     finally:
         retries.close()
     sampler.check()
-    stats = assert_accounted(client)
+    stats = assert_accounted(client, emulator)
     assert (stats.sent, stats.failed, stats.retried) == (400, 0, 6)
     assert all(isinstance(c["error"], moetrack.TransportError) for c in retries.calls)
     dropped = [r for r in emulator.requests() if r["fault"] == "drop_connection"]
@@ -172,12 +172,12 @@ def test_a_slow_response_within_the_timeout_is_exactly_once(
     # answer comes back in time.
     client = make_client(timeout=30.0, max_batch_size=50)
     emulator.delay(0.3)
-    with Sampler(client) as sampler:
+    with Sampler(client, emulator) as sampler:
         expected = track_numbered(client, 150, CUSTOMERS)
         assert client.flush(20)
     emulator.clear_faults()
     sampler.check()
-    stats = assert_accounted(client)
+    stats = assert_accounted(client, emulator)
     assert (stats.sent, stats.retried) == (150, 0)
     assert_exactly_once_in_order(emulator, expected)
 
@@ -193,13 +193,13 @@ def test_a_response_slower_than_the_timeout_is_delivered_at_least_once_with_a_du
     # client's timeout (until the emulator stops), however busy the machine.
     emulator.delay(3600, n=1)
     try:
-        with Sampler(client) as sampler:
+        with Sampler(client, emulator) as sampler:
             expected = track_numbered(client, 20, ["slow-user"])
             assert client.flush(20)
     finally:
         retries.close()
     sampler.check()
-    stats = assert_accounted(client)
+    stats = assert_accounted(client, emulator)
     # The client counts each record once: it cannot know the first attempt was stored.
     assert (stats.sent, stats.failed, stats.retried, stats.requests) == (20, 0, 1, 2)
     assert isinstance(retries.calls[0]["error"], moetrack.TransportError)
@@ -216,7 +216,7 @@ def test_a_server_down_at_start_that_comes_up_later_gets_everything_once(
     late = Emulator(port=port)  # not started: nothing listens on the port yet
     client = make_client(late, max_batch_size=50, retry_backoff=0.05, retry_backoff_max=0.2)
     try:
-        with Sampler(client) as sampler:
+        with Sampler(client, late) as sampler:
             expected = track_numbered(client, 300, CUSTOMERS)
             assert wait_until(lambda: client.stats().retried >= 3, timeout=10)
             assert client.stats().sent == 0
@@ -224,7 +224,7 @@ def test_a_server_down_at_start_that_comes_up_later_gets_everything_once(
             assert late.port == port
             assert client.flush(20)
         sampler.check()
-        stats = assert_accounted(client)
+        stats = assert_accounted(client, late)
         assert (stats.sent, stats.failed, stats.pending) == (300, 0, 0)
         assert_exactly_once_in_order(late, expected)
     finally:
@@ -314,7 +314,7 @@ def test_413_at_a_lowered_limit_splits_and_fails_only_what_cannot_fit(
     errors: list[moetrack.MoetrackError] = []
     client = make_client(flush_interval=5, on_error=errors.append)
     expected: dict[str, list[int]] = {c: [] for c in CUSTOMERS}
-    with Sampler(client) as sampler:
+    with Sampler(client, emulator) as sampler:
         for seq in range(120):
             customer = CUSTOMERS[seq % len(CUSTOMERS)]
             if seq == 77:  # alone it is bigger than what the server takes
@@ -324,7 +324,7 @@ def test_413_at_a_lowered_limit_splits_and_fails_only_what_cannot_fit(
             expected[customer].append(seq)
         assert client.flush(20)
     sampler.check()
-    stats = assert_accounted(client)
+    stats = assert_accounted(client, emulator)
     assert (stats.sent, stats.failed, stats.pending, stats.retried) == (119, 1, 0, 0)
     assert wait_until(lambda: len(errors) >= 1, timeout=10)  # on_error runs on the worker
     (error,) = errors
@@ -371,13 +371,13 @@ def test_a_permanent_error_fails_each_batch_once_without_a_retry_loop(
     failed = Recorder(signals.batch_failed, client)
     retried = Recorder(signals.request_retried, client)
     try:
-        with Sampler(client) as sampler:
+        with Sampler(client, emulator) as sampler:
             for seq in range(30):
                 client.track("Refused", customer_id="refused-user", seq=seq)
             assert client.flush(10)
         sampler.check(min_samples=3)
         # Failed at once, never retried, and nothing left that a retry loop could send again.
-        stats = assert_accounted(client)
+        stats = assert_accounted(client, emulator)
         assert (stats.sent, stats.failed, stats.retried, stats.pending) == (0, 30, 0, 0)
         assert retried.calls == []
         assert stats.requests == len(emulator.requests()) == 3  # one per batch of 10

@@ -1,0 +1,5 @@
+"""``python -m moetrack``: the ``moetrack`` command."""
+
+from moetrack.cli import main
+
+raise SystemExit(main())
