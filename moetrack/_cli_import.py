@@ -8,27 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._cli_common import add_api_options, seconds
+
 __all__ = ["register"]
-
-
-def _per_minute(text: str) -> int | None:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
-    return value or None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,13 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="input files, imported in order")
-    creds = p.add_argument_group("where to (default: the MOETRACK_* variables)")
-    creds.add_argument("--app-id", help="Data API app id (MOETRACK_APP_ID)")
-    creds.add_argument(
-        "--api-key", help="Data API key (MOETRACK_API_KEY; prefer the variable: ps shows arguments)"
+    add_api_options(
+        p, limiter_help="redis:// URL of the quota shared with running apps (MOETRACK_LIMITER)"
     )
-    creds.add_argument("--endpoint", help="base URL (MOETRACK_ENDPOINT), e.g. the emulator")
-    creds.add_argument("--data-center", help="01, 02 or 03 (MOETRACK_DATA_CENTER)")
     p.add_argument(
         "--kind",
         choices=("users", "events", "devices"),
@@ -77,33 +55,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--restart", action="store_true", help="ignore the saved state and start from the top"
     )
-    pace = p.add_argument_group("pacing (set these to the account's quota)")
-    pace.add_argument(
-        "--events-per-minute",
-        type=_per_minute,
-        default=10_000,
-        metavar="N",
-        help="events per window (default %(default)s; 0: no limit)",
-    )
-    pace.add_argument(
-        "--users-per-minute",
-        type=_per_minute,
-        default=1_000,
-        metavar="N",
-        help="users and devices per window (default %(default)s; 0: no limit)",
-    )
-    pace.add_argument(
-        "--rate-limit-window",
-        type=_seconds,
-        default=60.0,
-        metavar="SECONDS",
-        help="the window the limits count over (default %(default)s)",
-    )
-    pace.add_argument(
-        "--limiter",
-        metavar="URL",
-        help="redis:// URL of the quota shared with running apps (MOETRACK_LIMITER)",
-    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -113,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--progress-interval",
-        type=_seconds,
+        type=seconds,
         default=5.0,
         metavar="SECONDS",
         help="off a terminal: seconds between progress lines (default %(default)s)",

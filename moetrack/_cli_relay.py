@@ -12,6 +12,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._cli_common import add_api_options
+
 if TYPE_CHECKING:
     from ._relay import Relay
 
@@ -34,34 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     _backlog_arg(relay)
-    relay.add_argument("--app-id", help="app id (default: $MOETRACK_APP_ID)")
-    relay.add_argument("--api-key", help="Data API key (default: $MOETRACK_API_KEY)")
-    where = relay.add_mutually_exclusive_group()
-    where.add_argument("--endpoint", help="base URL of the API (default: $MOETRACK_ENDPOINT)")
-    where.add_argument(
-        "--data-center", help="01, 02 or 03 (default: $MOETRACK_DATA_CENTER, else 01)"
-    )
-    relay.add_argument(
-        "--events-per-minute",
-        type=int,
-        default=10_000,
-        help="the account's events quota, 0 for none (default %(default)s)",
-    )
-    relay.add_argument(
-        "--users-per-minute",
-        type=int,
-        default=1_000,
-        help="the account's users quota, 0 for none (default %(default)s)",
-    )
-    relay.add_argument(
-        "--rate-limit-window",
-        type=float,
-        default=60.0,
-        help="seconds the quotas are counted over (default %(default)s)",
-    )
-    relay.add_argument(
-        "--limiter",
-        help="Redis URL of the shared limiter (default: the backlog's Redis)",
+    add_api_options(
+        relay, limiter_help="redis:// URL of the shared limiter (default: the backlog's Redis)"
     )
     relay.add_argument(
         "--max-batch-size",
@@ -169,8 +145,8 @@ def _relay(args: argparse.Namespace) -> int:
             data_center=args.data_center,
             backlog=args.backlog,
             limiter=args.limiter or args.backlog,
-            events_per_minute=args.events_per_minute or None,
-            users_per_minute=args.users_per_minute or None,
+            events_per_minute=args.events_per_minute,
+            users_per_minute=args.users_per_minute,
             rate_limit_window=args.rate_limit_window,
             timeout=args.timeout,
             retry_deadline=RELAY_RETRY_DEADLINE,

@@ -68,19 +68,7 @@ STATE_VERSION = 1
 _IDENTITY_BYTES = 64 * 1024
 
 #: The fields of a flat track row (one event, as ``moetrack.track`` takes it).
-FLAT_FIELDS = frozenset(
-    {
-        "customer_id",
-        "device_id",
-        "action",
-        "attributes",
-        "platform",
-        "app_version",
-        "current_time",
-        "user_time",
-        "user_timezone_offset",
-    }
-)
+FLAT_FIELDS = frozenset({"customer_id", "device_id"}) | _records.ACTION_FIELDS
 #: CSV columns that are not attributes, per kind.
 _CSV_FIELDS = {
     USER: frozenset({"customer_id"}),

@@ -285,7 +285,7 @@ _ELEMENT_FIELDS: dict[str, frozenset[str]] = {
     "device": frozenset({"type", "customer_id", "device_id", "attributes"}),
     "event": frozenset({"type", "customer_id", "device_id", "actions"}),
 }
-_ACTION_FIELDS = frozenset(
+ACTION_FIELDS = frozenset(
     {
         "action",
         "attributes",
@@ -339,8 +339,8 @@ def from_element(element: Mapping[str, Any], max_bytes: int) -> list[Item]:
             raise ValidationError(
                 f"actions[{i}]", f"must be an object, got {type(action).__name__}", "invalid"
             )
-        if not _ACTION_FIELDS.issuperset(action):
-            extra = next(k for k in action if k not in _ACTION_FIELDS)
+        if not ACTION_FIELDS.issuperset(action):
+            extra = next(k for k in action if k not in ACTION_FIELDS)
             raise ValidationError(
                 f"actions[{i}].{extra}", "is not a field of an action", "unknown_field"
             )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from . import _api
+from . import _api, _records
 from ._exceptions import ValidationError
 from ._report import logger
 
@@ -39,17 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["EventHandler", "StructlogProcessor", "structlog_processor"]
 
 #: Keyword arguments of ``track()`` recognised in a record's extra or an event dict.
-ACTION_FIELDS = frozenset(
-    (
-        "customer_id",
-        "device_id",
-        "platform",
-        "app_version",
-        "current_time",
-        "user_time",
-        "user_timezone_offset",
-    )
-)
+ACTION_FIELDS = (_records.ACTION_FIELDS - {"action", "attributes"}) | {"customer_id", "device_id"}
 
 _BLANK_RECORD = vars(logging.LogRecord("", logging.NOTSET, "", 0, "", (), None))
 #: The attributes every ``LogRecord`` has; whatever else a record carries came from ``extra``

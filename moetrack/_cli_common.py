@@ -1,0 +1,63 @@
+"""Command-line options shared by the commands that send to the Data API (import, relay)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_api_options", "per_minute", "seconds"]
+
+
+def per_minute(text: str) -> int | None:
+    """A per-window quota: a whole number, 0 meaning no limit (None)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value or None
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def add_api_options(parser: argparse.ArgumentParser, *, limiter_help: str) -> None:
+    """``--app-id``, ``--api-key``, ``--endpoint`` or ``--data-center``, and the pacing."""
+    where = parser.add_argument_group("where to (default: the MOETRACK_* variables)")
+    where.add_argument("--app-id", help="Data API app id (MOETRACK_APP_ID)")
+    where.add_argument(
+        "--api-key", help="Data API key (MOETRACK_API_KEY; prefer the variable: ps shows arguments)"
+    )
+    host = where.add_mutually_exclusive_group()
+    host.add_argument("--endpoint", help="base URL (MOETRACK_ENDPOINT), e.g. the emulator")
+    host.add_argument("--data-center", help="01, 02 or 03 (MOETRACK_DATA_CENTER, else 01)")
+    pace = parser.add_argument_group("pacing (set these to the account's quota)")
+    pace.add_argument(
+        "--events-per-minute",
+        type=per_minute,
+        default=10_000,
+        metavar="N",
+        help="events per window (default %(default)s; 0: no limit)",
+    )
+    pace.add_argument(
+        "--users-per-minute",
+        type=per_minute,
+        default=1_000,
+        metavar="N",
+        help="users and devices per window (default %(default)s; 0: no limit)",
+    )
+    pace.add_argument(
+        "--rate-limit-window",
+        type=seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="the window the limits count over (default %(default)s)",
+    )
+    pace.add_argument("--limiter", metavar="URL", help=limiter_help)
