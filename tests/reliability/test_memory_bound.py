@@ -64,6 +64,7 @@ def test_540_mb_offered_to_a_hanging_server_grows_the_process_by_less_than_250_m
     finally:
         emulator.resume()
     result = json.loads(out.strip().splitlines()[-1])
+    print("memory bound:", result)
     assert result["growth"] < 250 * 1024 * 1024, result
     dropped = result["dropped"].get("queue_full", 0)
     assert dropped > 0, result
