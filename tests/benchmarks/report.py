@@ -325,7 +325,7 @@ def chart(
         ("caller_median", "track() caller cost, median (ns/call), one customer", True),
         ("caller_p99", "track() caller cost, p99 (ns/call), one customer", True),
         ("threads_median", "…with 8 threads, median (ns/call)", True),
-        ("handler_median", "log.info() via EventHandler, median (ns/call)", False),
+        ("handler_median", "log.info() via EventHandler (ns/call)", False),
         ("cpu", "CPU per delivered event (µs), one customer", True),
         ("cpu_many", "CPU per delivered event (µs), 1,000 customers", True),
         ("throughput", "delivered events/s, one customer", True),
