@@ -228,14 +228,15 @@ class Client:
         depth = queue.size()
         size = estimate(record)
         if (
-            depth + source.held >= self._capacity or source.bytes + size > self._max_bytes
+            depth + source.held >= self._capacity
+            or source.queued_in - source.queued_out + source.item_bytes + size > self._max_bytes
         ) and not self._wait_for_room(size):
             self._refused("queue_full", None)
             return
-        source.add_bytes(size)
+        source.queued_in += size
         queue.put(record)
-        if self._closing():
-            self._late(worker)  # shutdown began meanwhile; it may have swept the queue already
+        if self._refuse is not None:  # shutdown may have begun meanwhile, and swept the queue
+            self._late(worker)  # type: ignore[unreachable]
             return
         if signals.built:
             kind = record[0] if type(record) is tuple else record.kind
@@ -248,21 +249,11 @@ class Client:
         if depth >= self._wake_at and not source.wake.is_set():
             source.wake.set()  # Event.set takes a lock: only when the worker is asleep
 
-    def _closing(self) -> bool:
-        """Whether calls are refused now (read again after a put: shutdown may have begun)."""
-        return self._refuse is not None
-
     def _late(self, worker: Worker) -> None:
         """A record that passed the door as shutdown began: once the worker has ended,
         nobody will send it, so it is counted as dropped (``shutdown``), never left pending."""
         if worker.exited.is_set() or (worker.thread is None and worker.source.stop.requested):
-            source = worker.source
-            with source.lock:
-                late = self._queue.take(1 << 62)
-                source.caller_dropped += len(late)
-                if late:
-                    source.dropped["shutdown"] += len(late)
-            source.add_bytes(-sum(estimate(r) for r in late))
+            worker.source.sweep_late()
 
     def _prepare_strict(self, record: Record) -> Any:
         try:

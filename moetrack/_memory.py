@@ -9,8 +9,12 @@ settled (sent, dropped or failed), whatever happens to the records queued after 
 
 Counting, all under :attr:`MemorySource.lock`: ``taken`` records left the queue; of them
 ``held`` are not settled yet; the rest were ``sent``, ``failed`` or ``dropped`` by reason.
-``bytes`` is what waits in memory: an estimate per queued record (made by the caller) that
-becomes the exact encoded size once prepared, and is given back when the item settles.
+
+:attr:`MemorySource.bytes` is what waits in memory: an estimate per queued record that
+becomes the exact encoded size once prepared, and is given back when the item settles. The
+caller takes no lock for it: callers add their estimates to ``queued_in`` (a lost update
+between two callers only lets a little more in), the preparer alone adds the same estimates
+to ``queued_out`` as it takes the records, and ``item_bytes`` changes under the lock.
 
 What this source promises: records live and die with the process. A batch released while
 stopping is lost and counted as failed, in one report, by :meth:`MemorySource.give_up`.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DeliveryError, MoetrackError, ValidationError
@@ -42,29 +46,24 @@ ITEM_OVERHEAD = 160
 _RECORD_OVERHEAD = 400
 
 
-def _mapping_size(m: Mapping[str, Any] | None) -> int:
-    if not m:
-        return 0
-    n = 0
-    for key, value in m.items():
-        n += (40 + len(key) if type(key) is str else 56) + (
-            len(value) if type(value) is str else 16
-        )
-    return n
-
-
 def estimate(record: Any) -> int:
     """A cheap, repeatable guess of what a queued record holds in memory, in bytes.
 
-    Top-level strings count by length, every other key or value as a small constant (never
-    calling user code); the same record always gives the same number (the worker subtracts
-    what the caller added).
+    The lengths of its top-level string values, plus a constant. It never calls user code,
+    and the same record always gives the same number (the preparer takes away exactly what
+    the caller added), since strings cannot change and the attribute dicts are the client's
+    own copies.
     """
     if type(record) is not tuple:  # an Item prepared in the caller (strict mode)
         return ITEM_OVERHEAD + len(record.payload)
-    if record[0] == EVENT:
-        return _RECORD_OVERHEAD + _mapping_size(record[4]) + _mapping_size(record[5])
-    return _RECORD_OVERHEAD + _mapping_size(record[3]) + _mapping_size(record[4])
+    size = _RECORD_OVERHEAD
+    first = 4 if record[0] == EVENT else 3
+    for attrs in (record[first], record[first + 1]):
+        if attrs:
+            for value in attrs.values():
+                if type(value) is str:
+                    size += len(value)
+    return size
 
 
 class MemorySource:
@@ -79,7 +78,6 @@ class MemorySource:
         self.progress = threading.Condition(self.lock)
         self.wake = threading.Event()
         self._prepare_lock = threading.Lock()  # one preparer at a time keeps positions in order
-        self._bytes_lock = threading.Lock()
         # under self.lock
         self.taken = 0
         self.held = 0
@@ -93,14 +91,17 @@ class MemorySource:
         self._out: dict[int, Item] = {}  # taken by the sender, not settled (by position)
         self._prepared_to = 0  # every position below is prepared or settled
         self.settled_below = 0  # every position below is settled
-        #: Bytes held in memory (see the module's docstring); under ``_bytes_lock``.
-        self.bytes = 0
+        # Bytes held in memory (see the module's docstring).
+        self.queued_in = 0  # added by the callers, without a lock
+        self.queued_out = 0  # added by the preparer (under _prepare_lock)
+        self.item_bytes = 0  # prepared items not settled yet (under self.lock)
 
     # -- the caller's side -------------------------------------------------------------------
 
-    def add_bytes(self, n: int) -> None:
-        with self._bytes_lock:
-            self.bytes += n
+    @property
+    def bytes(self) -> int:
+        """Bytes waiting in memory: estimated while queued, exact once encoded."""
+        return self.queued_in - self.queued_out + self.item_bytes
 
     def count_caller_drop(self, reason: str, n: int = 1) -> None:
         with self.lock:
@@ -157,11 +158,12 @@ class MemorySource:
                     item.ref = position
                     exact += ITEM_OVERHEAD + len(item.payload)
                     ready.append(item)
+                self.queued_out += estimated
                 with self.lock:
                     self._ready.extend(ready)
+                    self.item_bytes += exact
                     self._prepared_to = start + n
                     self._advance()
-                self.add_bytes(exact - estimated)
                 if n < TAKE_CHUNK:
                     return
 
@@ -229,13 +231,13 @@ class MemorySource:
                 self._ready.extendleft(sorted(items, key=_position, reverse=True))
                 self._advance()
             return
-        with self.lock:
+        nbytes = sum(ITEM_OVERHEAD + len(item.payload) for item in items)
+        with self.lock:  # lost with the process; give_up() counts them as failed
             for item in items:
                 self._out.pop(item.ref, None)  # type: ignore[call-overload]
             self.abandoned += len(items)
+            self.item_bytes -= nbytes
             self._advance()
-        # Lost with the process; give_up() counts them as failed.
-        self.add_bytes(-sum(ITEM_OVERHEAD + len(item.payload) for item in items))
 
     def _settle(self, items: Sequence[Item], outcome: str | None) -> None:
         n = len(items)
@@ -245,6 +247,7 @@ class MemorySource:
             for item in items:
                 out.pop(item.ref, None)  # type: ignore[call-overload]
             self.held -= n
+            self.item_bytes -= nbytes
             if outcome == "sent":
                 self.sent += n
             elif outcome is None:
@@ -252,7 +255,6 @@ class MemorySource:
             else:
                 self.dropped[outcome] += n
             self._advance()
-        self.add_bytes(-nbytes)
 
     def wait(self, seconds: float) -> None:
         """Pass the time preparing what callers queue, so a backlog is held as bytes."""
@@ -295,10 +297,12 @@ class MemorySource:
         """At the stop: count everything not settled as failed, in one report."""
         with self._prepare_lock, self.lock:
             queued = self.queue.take(1 << 62)
+            self.queued_out += sum(estimate(record) for record in queued)
             self.taken += len(queued)
             self.held += len(queued)
             n = self.held
-            lost = [*self._out.values(), *self._ready]
+            for item in (*self._out.values(), *self._ready):
+                self.item_bytes -= ITEM_OVERHEAD + len(item.payload)
             self._out.clear()
             self._ready.clear()
             self.abandoned = 0
@@ -306,10 +310,6 @@ class MemorySource:
             self.failed += n
             self._prepared_to = self.taken
             self._advance()
-        with self._bytes_lock:
-            self.bytes -= sum(estimate(r) for r in queued) + sum(
-                ITEM_OVERHEAD + len(item.payload) for item in lost
-            )
         if n:
             error = DeliveryError(
                 f"{n} records not delivered before the shutdown timeout ({timeout:g}s)"
@@ -321,6 +321,15 @@ class MemorySource:
             self.reporter.error(error)
             self.reporter.emit("batch_failed", records=n, error=error)
         return n
+
+    def sweep_late(self) -> None:
+        """Count records queued after the worker ended as dropped (``shutdown``)."""
+        with self._prepare_lock, self.lock:
+            late = self.queue.take(1 << 62)
+            if late:
+                self.queued_out += sum(estimate(record) for record in late)
+                self.caller_dropped += len(late)
+                self.dropped["shutdown"] += len(late)
 
 
 def _position(item: Item) -> int:
