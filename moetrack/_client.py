@@ -152,6 +152,17 @@ class Client:
         except Exception as exc:
             self._failed_in_caller(exc)
 
+    def _track_fields(self, action: str, attrs: dict[str, Any], fields: list[Any]) -> None:
+        """``track()`` for the logging handler: ``attrs`` is already its own dict, and
+        ``fields`` holds customer_id … user_timezone_offset in track()'s order."""
+        try:
+            ctx = get_ctx()
+            if ctx.lazy:
+                ctx = ctx.resolve()
+            self._put((EVENT, ctx, _time(), action, None, attrs, *fields))
+        except Exception as exc:
+            self._failed_in_caller(exc)
+
     def identify(
         self,
         attributes: Mapping[str, Any] | None = None,

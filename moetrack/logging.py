@@ -26,7 +26,6 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _api, _records
@@ -40,14 +39,32 @@ __all__ = ["EventHandler", "StructlogProcessor", "structlog_processor"]
 
 #: Keyword arguments of ``track()`` recognised in a record's extra or an event dict.
 ACTION_FIELDS = (_records.ACTION_FIELDS - {"action", "attributes"}) | {"customer_id", "device_id"}
+#: Where each of them goes in ``Client._track_fields``'s list (the order of track()'s).
+_FIELD_SLOTS = {
+    name: slot
+    for slot, name in enumerate(
+        (
+            "customer_id",
+            "device_id",
+            "platform",
+            "app_version",
+            "current_time",
+            "user_time",
+            "user_timezone_offset",
+        )
+    )
+}
+_CURRENT_TIME = _FIELD_SLOTS["current_time"]
 
 _BLANK_RECORD = vars(logging.LogRecord("", logging.NOTSET, "", 0, "", (), None))
 #: The attributes every ``LogRecord`` has; whatever else a record carries came from ``extra``
 #: (or from a record factory).
 STANDARD_RECORD_ATTRIBUTES = frozenset((*_BLANK_RECORD, "message", "asctime", "taskName"))
 # ``extra`` is written into a record after ``LogRecord.__init__`` set its attributes, and a
-# dict keeps insertion order: extra fields are never among the first _INIT_SIZE keys.
-_INIT_SIZE = len(_BLANK_RECORD)
+# dict keeps insertion order: reading the keys from the last one back, the extra fields end
+# where the first attribute set by ``__init__`` is met (a formatter's ``message`` and
+# ``asctime`` may come after them).
+_INIT_KEYS = frozenset(_BLANK_RECORD)
 del _BLANK_RECORD
 
 #: Keys structlog uses for its own bookkeeping, never tracked as attributes.
@@ -122,39 +139,57 @@ class EventHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Track ``record`` as one event (nothing for moetrack's own records)."""
-        if _tracking.active or _own_record(record):
+        if _own_record(record):
             return
-        _tracking.active = True
         try:
-            action: str | None
-            if self.action is None:
-                msg = record.msg
-                action = msg if type(msg) is str else str(msg)
-            else:
-                action = self.action(record)
-                if action is None:
-                    return
-            values = record.__dict__
-            fields: dict[str, Any] = {}
-            attrs: dict[str, Any] = {}
-            for key in islice(values, _INIT_SIZE, None):
-                if key in STANDARD_RECORD_ATTRIBUTES:
-                    continue
-                if key in ACTION_FIELDS:
-                    fields[key] = values[key]
-                else:
-                    attrs[key] = values[key]
-            mapping = (attrs or None) if self.attributes is None else self.attributes(record)
-            if fields.get("current_time") is None:
-                fields["current_time"] = int(record.created)
             client = self.client
             if client is None:
                 client = _api._default or _api.get_client()
-            client.track(action, mapping, **fields)
+            if client._sync:
+                # A sync client sends inside track(), and the HTTP client logs as it does.
+                if _tracking.active:
+                    return
+                _tracking.active = True
+                try:
+                    self._track(client, record)
+                finally:
+                    _tracking.active = False
+            else:
+                self._track(client, record)
         except Exception:
             self.handleError(record)
-        finally:
-            _tracking.active = False
+
+    def _track(self, client: Client, record: logging.LogRecord) -> None:
+        action: str | None
+        if self.action is None:
+            msg = record.msg
+            action = msg if type(msg) is str else str(msg)
+        else:
+            action = self.action(record)
+            if action is None:
+                return
+        # The extra fields: whatever logging set after the attributes every record has.
+        values = record.__dict__
+        extra: list[str] = []
+        for key in reversed(values):
+            if key in _INIT_KEYS:
+                break
+            extra.append(key)
+        fields: list[Any] = [None] * len(_FIELD_SLOTS)
+        attrs: dict[str, Any] = {}
+        slot_of = _FIELD_SLOTS.get
+        for key in reversed(extra):
+            slot = slot_of(key)
+            if slot is not None:
+                fields[slot] = values[key]
+            elif key not in STANDARD_RECORD_ATTRIBUTES:
+                attrs[key] = values[key]
+        if self.attributes is not None:
+            mapping = self.attributes(record)
+            attrs = {} if mapping is None else dict(mapping)
+        if fields[_CURRENT_TIME] is None:
+            fields[_CURRENT_TIME] = int(record.created)
+        client._track_fields(action, attrs, fields)
 
 
 class StructlogProcessor:
