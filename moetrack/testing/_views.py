@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["page", "read_api"]
 
-_PAGE_MODULE = "moetrack.testing._page"
+_PAGE_MODULE = __name__.rpartition(".")[0] + "._page"  # beside this module, whatever the package
 _FALLBACK_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>moetrack emulator</title></head>
 <body><h1>moetrack emulator</h1>
