@@ -67,8 +67,9 @@ class Config(NamedTuple):
     timeout: float = 10.0
     #: First retry delay in seconds; doubles per attempt, with full jitter.
     retry_backoff: float = 0.5
-    #: Cap of one backoff delay, seconds. A server's ``Retry-After`` is honoured as given;
-    #: if it reaches past the retry deadline, the batch fails at once rather than wait.
+    #: Cap of one backoff step, seconds. A server's longer ``Retry-After`` is honoured as
+    #: given (past the retry deadline, the batch fails at once rather than wait); a shorter
+    #: one never makes a retry sooner than the step.
     retry_backoff_max: float = 30.0
     #: Seconds after a batch's first attempt after which it is given up as failed.
     retry_deadline: float = 300.0
