@@ -164,6 +164,7 @@ class Emulator:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._held = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -340,6 +341,14 @@ class Emulator:
         with self._lock:
             return copy.deepcopy(list(self._requests))
 
+    @property
+    def held(self) -> int:
+        """How many API requests :meth:`pause` is holding right now: arrived, not looked at
+        yet, waiting for :meth:`resume` (or :meth:`stop`). A test waits on it, e.g.
+        ``emu.wait_for(lambda: emu.held == 1)``, to know a request is being held."""
+        with self._lock:
+            return self._held
+
     def reset(self) -> None:
         """Forget users, devices, events, drops, requests, rate windows and faults.
 
@@ -423,7 +432,8 @@ class Emulator:
             self._faults.body_limit = nbytes
 
     def pause(self) -> None:
-        """Hold every API request until :meth:`resume` (or :meth:`stop`)."""
+        """Hold every API request until :meth:`resume` (or :meth:`stop`); :attr:`held`
+        counts the requests being held."""
         with self._lock:
             self._faults.paused = True
 
@@ -446,8 +456,15 @@ class Emulator:
 
     def _wait_while_paused(self) -> bool:
         with self._changed:
-            while self._faults.paused and not self._stopping:
-                self._changed.wait()
+            if self._faults.paused and not self._stopping:
+                self._held += 1
+                self._bump()
+                try:
+                    while self._faults.paused and not self._stopping:
+                        self._changed.wait()
+                finally:
+                    self._held -= 1
+                    self._bump()
             return not self._stopping
 
     def _sleep(self, seconds: float) -> None:
