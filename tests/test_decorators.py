@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 import traceback
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 import moetrack
-from moetrack import _api
+from moetrack import _api, decorators
 from moetrack.decorators import On, track_event
 from moetrack.testing import Emulator
 
@@ -47,6 +46,30 @@ def client(emu: Emulator) -> Generator[moetrack.Client, Any, Any]:
 def user() -> Generator[None, Any, Any]:
     with moetrack.context(customer_id=CUSTOMER):
         yield
+
+
+class Clock:
+    """The clock the decorator reads, moved by the test: a duration is exactly the time the
+    test let pass on it, however loaded the machine. It starts at a round number, so that
+    steps of whole, half and quarter seconds add up exactly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Replaces the decorator's clock (read when a function is decorated, so decorate after
+    asking for this fixture)."""
+    fake = Clock()
+    monkeypatch.setattr(decorators, "_clock", fake)
+    return fake
 
 
 def delivered(client: moetrack.Client, emu: Emulator) -> list[dict[str, Any]]:
@@ -364,14 +387,17 @@ def test_same_exception_object_and_traceback_are_reraised(
     assert user_attrs(only(client, emu)) == {"success": False, "error": "RuntimeError"}
 
 
-def test_duration_is_measured(client: moetrack.Client, emu: Emulator, user: None) -> None:
+def test_duration_is_measured(
+    client: moetrack.Client, emu: Emulator, user: None, clock: Clock
+) -> None:
     @track_event("Slow", client=client)
     def slow() -> None:
-        time.sleep(0.05)
+        clock.advance(0.25)  # the call takes a quarter of a second
 
+    clock.advance(5)  # before the call: not counted
     slow()
-    duration = only(client, emu)["attributes"]["duration_ms"]
-    assert 45.0 <= duration < 5000.0
+    clock.advance(5)  # after it: not counted
+    assert only(client, emu)["attributes"]["duration_ms"] == 250.0
 
 
 # -- metadata --------------------------------------------------------------------------------
@@ -638,17 +664,18 @@ def test_generator_and_coroutine_calls_are_eager_for_argument_errors() -> None:
 
 
 def test_generator_duration_counts_from_the_first_step(
-    client: moetrack.Client, emu: Emulator, user: None
+    client: moetrack.Client, emu: Emulator, user: None, clock: Clock
 ) -> None:
     @track_event("Timed", client=client)
     def timed() -> Generator[int, Any, Any]:
-        time.sleep(0.02)
+        clock.advance(0.25)  # the first step
         yield 1
+        clock.advance(0.5)  # the last step, to the end
 
     it = timed()
-    time.sleep(0.2)  # created but not started: not counted
+    clock.advance(8)  # created but not started: not counted
     assert list(it) == [1]
-    assert 15.0 <= only(client, emu)["attributes"]["duration_ms"] < 200.0
+    assert only(client, emu)["attributes"]["duration_ms"] == 750.0
 
 
 def test_generator_send_and_throw_are_forwarded(
