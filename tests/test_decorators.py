@@ -580,10 +580,11 @@ def test_capturing_cls_gives_the_class(
     assert client.stats().dropped == {"invalid_value": 1}
 
 
-def test_async_function(client: moetrack.Client, emu: Emulator, user: None) -> None:
+def test_async_function(client: moetrack.Client, emu: Emulator, user: None, clock: Clock) -> None:
     @track_event("Async", capture=("x",), on="always", client=client)
     async def work(x: int) -> int:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        clock.advance(0.25)
         if x < 0:
             raise LookupError(x)
         return x * 2
@@ -599,7 +600,7 @@ def test_async_function(client: moetrack.Client, emu: Emulator, user: None) -> N
         {"x": 4, "success": True},
         {"x": -1, "success": False, "error": "LookupError"},
     ]
-    assert events[0]["attributes"]["duration_ms"] >= 9.0
+    assert [e["attributes"]["duration_ms"] for e in events] == [250.0, 250.0]
 
 
 def test_async_method(client: moetrack.Client, emu: Emulator, user: None) -> None:
@@ -615,13 +616,16 @@ def test_async_method(client: moetrack.Client, emu: Emulator, user: None) -> Non
 def test_cancelled_coroutine_is_a_failure(
     client: moetrack.Client, emu: Emulator, user: None
 ) -> None:
-    @track_event("Wait", on="error", client=client)
-    async def wait() -> None:
-        await asyncio.sleep(10)
-
     async def main() -> None:
+        started, never = asyncio.Event(), asyncio.Event()
+
+        @track_event("Wait", on="error", client=client)
+        async def wait() -> None:
+            started.set()
+            await never.wait()
+
         task = asyncio.create_task(wait())
-        await asyncio.sleep(0.01)
+        await started.wait()  # started (a coroutine never started is never tracked)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
