@@ -922,13 +922,17 @@ class Progress:
         return live
 
     def _renderable(self) -> Any:
-        from rich.console import Group
         from rich.progress_bar import ProgressBar
+        from rich.table import Table
         from rich.text import Text
 
         done = min(self.bytes_read(), self.total_bytes)
-        bar = ProgressBar(total=max(1, self.total_bytes), completed=done, width=50)
-        return Group(bar, Text(self.line()))
+        # One row each: a bar ends no line of its own, and the line wraps on a narrow terminal
+        # instead of being cut.
+        grid = Table.grid()
+        grid.add_row(ProgressBar(total=max(1, self.total_bytes), completed=done, width=50))
+        grid.add_row(Text(self.line()))
+        return grid
 
     def rate(self) -> float:
         """Records per second since this run began (pacing sends in bursts: an average over
@@ -1179,11 +1183,14 @@ def _run_send(
         while thread.is_alive():
             thread.join(0.2)
             progress.update()
+            if stop.expired():
+                break  # a second signal: the answer in flight is not waited for
     finally:
         restore()
         progress.close()
-        sender.close()
-        reporter.close()
+        if not thread.is_alive():  # else it still holds both; the process is ending anyway
+            sender.close()
+            reporter.close()
     reason: str | None = None
     if crashed:
         reason = f"{type(crashed[0]).__name__}: {crashed[0]}"
@@ -1215,6 +1222,8 @@ def _on_signals(source: FileSource) -> Callable[[], None]:
     def handler(signum: int, frame: object) -> None:
         if source.stop.requested:
             source.stop.deadline = time.monotonic()
+            write_err("moetrack import: stopping now; the next run sends the request in flight")
+            return
         write_err("moetrack import: stopping after the request in flight")
         source.interrupt()
 
