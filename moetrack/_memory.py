@@ -10,11 +10,15 @@ settled (sent, dropped or failed), whatever happens to the records queued after 
 Counting, all under :attr:`MemorySource.lock`: ``taken`` records left the queue; of them
 ``held`` are not settled yet; the rest were ``sent``, ``failed`` or ``dropped`` by reason.
 
-:attr:`MemorySource.bytes` is what waits in memory: an estimate per queued record that
-becomes the exact encoded size once prepared, and is given back when the item settles. The
-caller takes no lock for it: callers add their estimates to ``queued_in`` (a lost update
-between two callers only lets a little more in), the preparer alone adds the same estimates
-to ``queued_out`` as it takes the records, and ``item_bytes`` changes under the lock.
+:attr:`MemorySource.bytes` is what waits in memory: an estimate of the records waiting in
+the queue, and the exact encoded size of the items once prepared, given back when an item
+settles. The caller takes no lock for it: callers add their estimates to ``queued_in`` (a
+lost update between two callers only lets a little more in), the preparer alone takes them
+away in ``queued_out`` as it takes the records, and ``item_bytes`` changes under the lock.
+Callers estimate only while a backlog builds up in the queue (the worker is not keeping
+up), and then one record in :data:`SAMPLE` for that many; what the preparer takes away
+(each record's own estimate) never exceeds what was added, and an empty queue sets the
+estimate back to zero.
 
 What this source promises: records live and die with the process. A batch released while
 stopping is lost and counted as failed, in one report, by :meth:`MemorySource.give_up`.
@@ -37,10 +41,12 @@ if TYPE_CHECKING:
     from ._queue import RecordQueue
     from ._report import Reporter
 
-__all__ = ["MemorySource", "estimate"]
+__all__ = ["SAMPLE", "MemorySource", "estimate"]
 
 #: Records taken from the queue per lock round-trip.
 TAKE_CHUNK = 512
+#: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
+SAMPLE = 8
 #: What one waiting item costs beyond its encoded bytes (the objects around them).
 ITEM_OVERHEAD = 160
 _RECORD_OVERHEAD = 400
@@ -127,9 +133,8 @@ class MemorySource:
                 if not n:
                     return
                 ready: list[Item] = []
-                estimated = exact = 0
+                exact = 0
                 for position, record in enumerate(records, start):
-                    estimated += estimate(record)
                     try:
                         item = (
                             record
@@ -158,13 +163,18 @@ class MemorySource:
                     item.ref = position
                     exact += ITEM_OVERHEAD + len(item.payload)
                     ready.append(item)
-                self.queued_out += estimated
+                if self.queued_in > self.queued_out:  # callers estimated some of them
+                    # Never more than they added: they skip records the worker keeps up with.
+                    estimated = sum(map(estimate, records))
+                    self.queued_out = min(self.queued_out + estimated, self.queued_in)
                 with self.lock:
                     self._ready.extend(ready)
                     self.item_bytes += exact
                     self._prepared_to = start + n
                     self._advance()
                 if n < TAKE_CHUNK:
+                    if self.queue.size() == 0:
+                        self.queued_out = self.queued_in  # nothing waits in the queue
                     return
 
     def _drop(self, reason: str, error: ValidationError | None) -> None:
@@ -297,7 +307,7 @@ class MemorySource:
         """At the stop: count everything not settled as failed, in one report."""
         with self._prepare_lock, self.lock:
             queued = self.queue.take(1 << 62)
-            self.queued_out += sum(estimate(record) for record in queued)
+            self.queued_out = self.queued_in  # the queue is empty
             self.taken += len(queued)
             self.held += len(queued)
             n = self.held
@@ -327,7 +337,7 @@ class MemorySource:
         with self._prepare_lock, self.lock:
             late = self.queue.take(1 << 62)
             if late:
-                self.queued_out += sum(estimate(record) for record in late)
+                self.queued_out = self.queued_in  # the queue is empty
                 self.caller_dropped += len(late)
                 self.dropped["shutdown"] += len(late)
 
