@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_api_options", "per_minute", "seconds"]
+if TYPE_CHECKING:
+    from ._config import Config
+
+__all__ = ["add_api_options", "api_config", "per_minute", "seconds"]
 
 
 def per_minute(text: str) -> int | None:
@@ -61,3 +65,21 @@ def add_api_options(parser: argparse.ArgumentParser, *, limiter_help: str) -> No
         help="the window the limits count over (default %(default)s)",
     )
     pace.add_argument("--limiter", metavar="URL", help=limiter_help)
+
+
+def api_config(args: argparse.Namespace, **options: Any) -> Config:
+    """The client config of the options :func:`add_api_options` added, plus ``options``
+    (``limiter`` among them, to override ``--limiter``). Raises ConfigurationError."""
+    from ._config import Config
+
+    options.setdefault("limiter", args.limiter)
+    return Config.build(
+        args.app_id,
+        args.api_key,
+        endpoint=args.endpoint,
+        data_center=args.data_center,
+        users_per_minute=args.users_per_minute,
+        events_per_minute=args.events_per_minute,
+        rate_limit_window=args.rate_limit_window,
+        **options,
+    )

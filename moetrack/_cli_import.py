@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._cli_common import add_api_options, seconds
+from ._cli_common import add_api_options, api_config, seconds
 
 __all__ = ["register"]
 
@@ -73,7 +73,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from ._config import Config
     from ._exceptions import ConfigurationError
     from ._import import ImportOptions, run
 
@@ -89,18 +88,7 @@ def _handle(args: argparse.Namespace) -> int:
     config = None
     if not args.dry_run:
         try:
-            config = Config.build(
-                args.app_id,
-                args.api_key,
-                endpoint=args.endpoint,
-                data_center=args.data_center,
-                users_per_minute=args.users_per_minute,
-                events_per_minute=args.events_per_minute,
-                rate_limit_window=args.rate_limit_window,
-                limiter=args.limiter,
-                max_batch_size=args.batch_size,
-                flush_interval=0.2,
-            )
+            config = api_config(args, max_batch_size=args.batch_size, flush_interval=0.2)
         except ConfigurationError as exc:
             print(f"moetrack import: {exc}", file=sys.stderr)
             return 2

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._cli_common import add_api_options
+from ._cli_common import add_api_options, api_config
 
 if TYPE_CHECKING:
     from ._relay import Relay
@@ -131,23 +131,16 @@ def _error(command: str, message: str, code: int = 2) -> int:
 
 def _relay(args: argparse.Namespace) -> int:
     from ._backlog import redact_url
-    from ._config import Config
     from ._exceptions import ConfigurationError
     from ._report import Reporter
 
     if not args.backlog:
         return _error("relay", "--backlog (or MOETRACK_BACKLOG) is required")
     try:
-        config = Config.build(
-            args.app_id,
-            args.api_key,
-            endpoint=args.endpoint,
-            data_center=args.data_center,
+        config = api_config(
+            args,
             backlog=args.backlog,
             limiter=args.limiter or args.backlog,
-            events_per_minute=args.events_per_minute,
-            users_per_minute=args.users_per_minute,
-            rate_limit_window=args.rate_limit_window,
             timeout=args.timeout,
             retry_deadline=RELAY_RETRY_DEADLINE,
             max_batch_size=args.max_batch_size or _batch_size(args.events_per_minute),
