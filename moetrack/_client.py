@@ -245,6 +245,7 @@ class Client:
         )
         if (
             depth + source.held >= self._capacity
+            # MemorySource.bytes, read inline: no property call on the hot path
             or source.queued_in - source.queued_out + source.item_bytes + size > self._max_bytes
         ) and not self._wait_for_room(size):
             self._refused("queue_full", None)

@@ -92,7 +92,6 @@ class MemorySource:
         self.caller_dropped = 0
         self.dropped: Counter[str] = Counter()
         self.flush_requests = 0
-        self.abandoned = 0
         self._ready: deque[Item] = deque()  # prepared, not taken by the sender
         self._out: dict[int, Item] = {}  # taken by the sender, not settled (by position)
         self._prepared_to = 0  # every position below is prepared or settled
@@ -245,7 +244,6 @@ class MemorySource:
         with self.lock:  # lost with the process; give_up() counts them as failed
             for item in items:
                 self._out.pop(item.ref, None)  # type: ignore[call-overload]
-            self.abandoned += len(items)
             self.item_bytes -= nbytes
             self._advance()
 
@@ -315,7 +313,6 @@ class MemorySource:
                 self.item_bytes -= ITEM_OVERHEAD + len(item.payload)
             self._out.clear()
             self._ready.clear()
-            self.abandoned = 0
             self.held = 0
             self.failed += n
             self._prepared_to = self.taken

@@ -153,17 +153,30 @@ class Sender:
 
     def send_all(self, items: list[Item], source: Source, stop: Stop) -> None:
         """Pack ``items`` and send them now, batch by batch."""
-        batches = self.packer().pack_all(items)
+        self._send_each(self.packer().pack_all(items), source, stop)
+
+    def _send_each(
+        self,
+        batches: list[Batch],
+        source: Source,
+        stop: Stop,
+        *,
+        charged: bool = False,
+        first_attempt: float | None = None,
+    ) -> bool:
+        """Send ``batches`` in order; once one is released unsent (or raises), release the
+        rest. False if that happened."""
         for i, batch in enumerate(batches):
             sent = False
             try:
-                sent = self.send(batch, source, stop)
+                sent = self.send(batch, source, stop, charged=charged, first_attempt=first_attempt)
             finally:
                 if not sent:
                     for rest in batches[i + 1 :]:
                         source.release(rest.items)
             if not sent:
-                return
+                return False
+        return True
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -346,18 +359,10 @@ class Sender:
             for part in (items[:half], items[half:])
             for sub in Packer(config.max_batch_bytes, len(part)).pack_all(part)
         ]
-        for i, sub in enumerate(parts):
-            sent = False
-            try:
-                # The request that earned the 413 paid for these items already.
-                sent = self.send(sub, source, stop, charged=True, first_attempt=first_attempt)
-            finally:
-                if not sent:
-                    for rest in parts[i + 1 :]:
-                        source.release(rest.items)
-            if not sent:
-                return RELEASE_SPLIT, None
-        return SPLIT, None
+        # The request that earned the 413 paid for these items already.
+        if self._send_each(parts, source, stop, charged=True, first_attempt=first_attempt):
+            return SPLIT, None
+        return RELEASE_SPLIT, None
 
     def _scrubbed(self, error: TransportError) -> TransportError:
         """The error, or a copy without the key if its message quotes it: a custom transport

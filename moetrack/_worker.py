@@ -75,10 +75,6 @@ class Worker:
         self._close_on_exit = False
         self.stop_timeout = config.shutdown_timeout
 
-    @property
-    def held(self) -> int:
-        return self.source.held
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     def ensure_started(self) -> None:
