@@ -626,10 +626,16 @@ ALL_SENTENCES = sorted(
 )
 
 
+#: The copy of the API document kept with these tests, so a lone clone can check its quotes.
+BUNDLED_DOCUMENT = Path(__file__).with_name("MOENGAGE_DATA_API.md")
+#: Where the project keeps the document: ``shared/`` beside the checkout.
+SHARED_DOCUMENT = Path(__file__).resolve().parents[3] / "shared" / "MOENGAGE_DATA_API.md"
+
+
 def api_document() -> Path | None:
-    """``MOENGAGE_DATA_API.md``: ``$MOETRACK_API_DOCUMENT``, or ``shared/`` beside the
-    checkout, where the project keeps it."""
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "MOENGAGE_DATA_API.md"]
+    """``MOENGAGE_DATA_API.md``: ``$MOETRACK_API_DOCUMENT``, ``shared/`` beside the
+    checkout, or the copy kept with these tests."""
+    candidates = [SHARED_DOCUMENT, BUNDLED_DOCUMENT]
     if os.environ.get("MOETRACK_API_DOCUMENT"):
         candidates.insert(0, Path(os.environ["MOETRACK_API_DOCUMENT"]))
     return next((path for path in candidates if path.is_file()), None)
@@ -647,3 +653,9 @@ def test_every_quoted_sentence_is_in_the_document() -> None:
     text = squeeze(document.read_text(encoding="utf-8"))
     absent = [s for s in ALL_SENTENCES if squeeze(s) not in text]
     assert absent == []
+
+
+def test_the_copy_kept_with_the_tests_is_the_projects_document() -> None:
+    assert BUNDLED_DOCUMENT.is_file()
+    if SHARED_DOCUMENT.is_file():  # beside a lone clone there is only the copy
+        assert BUNDLED_DOCUMENT.read_bytes() == SHARED_DOCUMENT.read_bytes()
