@@ -19,8 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from moetrack import _validate
 from moetrack._exceptions import ValidationError
+from moetrack._wire import validate as _validate
 
 __all__ = ["checked_customer_id", "forget_warnings", "id_getter", "import_dotted", "logger"]
 

@@ -43,8 +43,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 import moetrack
-from moetrack import _context, _validate
+from moetrack import _context
 from moetrack._exceptions import ValidationError
+from moetrack._wire import validate as _validate
 
 from ._common import logger
 

@@ -21,12 +21,12 @@ from . import signals
 from ._config import Config
 from ._context import get_ctx
 from ._exceptions import ValidationError
-from ._memory import SAMPLE, estimate
-from ._queue import MemoryQueue, RecordQueue
-from ._records import DEVICE, EVENT, USER, Dropped, Record, prepare
+from ._pipeline.memory import SAMPLE, estimate
+from ._pipeline.queue import MemoryQueue, RecordQueue
+from ._pipeline.worker import Worker, stop_when_multiprocessing_child_ends
 from ._report import Reporter, logger
-from ._transport import HTTPTransport
-from ._worker import Worker, stop_when_multiprocessing_child_ends
+from ._wire.records import DEVICE, EVENT, USER, Dropped, Record, prepare
+from ._wire.transport import HTTPTransport
 
 __all__ = ["Client", "Stats"]
 

@@ -13,12 +13,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from . import _http, _spec
 from ._exceptions import ConfigurationError, MoetrackError
+from ._wire import http as _http
+from ._wire import spec as _spec
 
 if TYPE_CHECKING:
-    from ._limiter import Limiter
-    from ._transport import Transport
+    from ._pipeline.limiter import Limiter
+    from ._wire.transport import Transport
 
 __all__ = ["Config", "OnFull"]
 
@@ -95,7 +96,8 @@ class Config(NamedTuple):
     #: Where requests go; default: HTTPS through one keep-alive ``httpx.Client``.
     transport: Transport | None = None
     #: ``"redis://…"`` (env ``MOETRACK_LIMITER``): share the account's quota with every process
-    #: naming the same Redis and app id; or a :class:`~moetrack._limiter.Limiter`; None: local.
+    #: naming the same Redis and app id; or a
+    #: :class:`~moetrack._pipeline.limiter.Limiter`; None: local.
     limiter: str | Limiter | None = None
     #: ``"redis://…"`` (env ``MOETRACK_BACKLOG``): hand prepared elements to a durable Redis
     #: Streams backlog, sent by ``moetrack relay`` processes, instead of sending them.

@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _http
 from ._exceptions import ConfigurationError, ValidationError
+from ._wire import http as _http
 
 __all__ = ["AsyncDataAPI", "DataAPI"]
 

@@ -28,9 +28,10 @@ import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from . import _api, _records
+from . import _api
 from ._exceptions import ValidationError
 from ._report import logger
+from ._wire import records as _records
 
 if TYPE_CHECKING:
     from ._client import Client

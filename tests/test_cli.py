@@ -251,7 +251,7 @@ def test_a_busy_port_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_without_the_demo_module(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "moetrack.demo", None)
+    monkeypatch.setitem(sys.modules, "moetrack.cli.demo", None)
     assert cli.main(["demo"]) == 2
     assert "demo" in capsys.readouterr().err
 
@@ -263,9 +263,9 @@ def test_demo_runs_the_demo_module(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(args)
         return 0
 
-    fake = types.ModuleType("moetrack.demo")
+    fake = types.ModuleType("moetrack.cli.demo")
     fake.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "moetrack.demo", fake)
+    monkeypatch.setitem(sys.modules, "moetrack.cli.demo", fake)
     assert cli.main(["demo"]) == 0
     assert len(seen) == 1
     assert seen[0].command == "demo"

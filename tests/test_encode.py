@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moetrack._encode import Packer, dumps
-from moetrack._records import DEVICE, EVENT, USER, Item
+from moetrack._wire.encode import Packer, dumps
+from moetrack._wire.records import DEVICE, EVENT, USER, Item
 
 
 def action(name: str, **attrs: object) -> bytes:

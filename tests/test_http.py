@@ -1,4 +1,4 @@
-"""Unit tests of the shared HTTP helpers in moetrack._http."""
+"""Unit tests of the shared HTTP helpers in moetrack._wire.http."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import httpx
 import pytest
 
 import moetrack
-from moetrack import _http
-from moetrack._spec import DATA_CENTER_HOSTS
+from moetrack._wire import http as _http
+from moetrack._wire.spec import DATA_CENTER_HOSTS
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 
 
 def test_importing_http_helpers_does_not_import_httpx() -> None:
-    code = "import sys, moetrack, moetrack._http; print('httpx' in sys.modules)"
+    code = "import sys, moetrack, moetrack._wire.http; print('httpx' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from moetrack import _import, cli
+from moetrack import cli
 from moetrack._config import Config
-from moetrack._transport import HTTPTransport, Response
+from moetrack._wire.transport import HTTPTransport, Response
+from moetrack.bulk import run as _import
 from moetrack.testing import Emulator
 
 Run = Callable[..., tuple[int, str, str]]
@@ -510,7 +511,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing_and_repeats_at_most_the_batch
 def test_memory_stays_flat_the_file_is_streamed(tmp_path: Path) -> None:
     # The source reads rows only as the sender asks: after the first take of ten items, far
     # fewer than the file's rows were read.
-    from moetrack._source import Stop
+    from moetrack._pipeline.source import Stop
 
     data = write_jsonl(tmp_path / "big.jsonl", [track_row(i) for i in range(20_000)])
     inputs = _import.open_inputs([str(data)], None)

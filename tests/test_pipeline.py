@@ -15,7 +15,7 @@ import pytest
 
 import moetrack
 from moetrack._report import secret_filter
-from moetrack._transport import HTTPTransport, Response
+from moetrack._wire.transport import HTTPTransport, Response
 from moetrack.testing import Emulator
 from tests.conftest import ClientFactory
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from moetrack._ratelimit import WindowLimit
-from moetrack._retry import RetryPolicy
+from moetrack._pipeline.ratelimit import WindowLimit
+from moetrack._pipeline.retry import RetryPolicy
 
 
 def test_sliding_window_never_allows_more_than_the_limit_in_any_window() -> None:

@@ -10,9 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from moetrack import ValidationError, _spec, _validate
+from moetrack import ValidationError
 from moetrack._context import Ctx
-from moetrack._records import DEVICE, EVENT, USER, prepare
+from moetrack._wire import spec as _spec
+from moetrack._wire import validate as _validate
+from moetrack._wire.records import DEVICE, EVENT, USER, prepare
 
 
 class Color(enum.Enum):
@@ -245,7 +247,7 @@ def test_an_element_too_large_for_one_request_is_refused() -> None:
 
 
 def test_before_send_can_change_or_drop() -> None:
-    from moetrack._records import Dropped
+    from moetrack._wire.records import Dropped
 
     def rename(e: dict[str, object]) -> dict[str, object]:
         return {**e, "action": "Renamed"}

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import _api, signals
 from .._client import Client
-from .._transport import Response
+from .._wire.transport import Response
 
 __all__ = ["CaptureTransport", "Captured", "capture"]
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import moetrack
 from moetrack._config import Config
-from moetrack._relay import Relay
 from moetrack._report import Reporter
-from moetrack._transport import Response
+from moetrack._wire.transport import Response
+from moetrack.redis.relay import Relay
 
 APP = "BENCHAPP01"
 KEY = "bench-key"

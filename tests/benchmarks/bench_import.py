@@ -24,7 +24,7 @@ import tempfile
 import time
 from contextlib import redirect_stdout
 
-from moetrack import _import
+from moetrack.bulk import run as _import
 
 
 def write_rows(path: str, rows: int) -> int:

@@ -28,8 +28,8 @@ from collections.abc import Callable
 
 import redis
 
-from moetrack._limiter import LocalLimiter
-from moetrack._redis_limiter import RedisLimiter
+from moetrack._pipeline.limiter import LocalLimiter
+from moetrack.redis.limiter import RedisLimiter
 
 
 def free_port() -> int:

@@ -53,7 +53,7 @@ class TimedTransport:
 def default_transport() -> Any:
     """moetrack's own HTTP transport, or None (then the client builds its default)."""
     try:
-        from moetrack import _transport
+        from moetrack._wire import transport as _transport
     except ImportError:
         return None
     cls = getattr(_transport, "HTTPTransport", None)

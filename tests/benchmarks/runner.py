@@ -591,7 +591,7 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     try:
-        import moetrack._encode as enc
+        import moetrack._wire.encode as enc
 
         encoder = "orjson" if "orjson" in getattr(enc.dumps, "__module__", "") else "json"
     except Exception:

@@ -6,9 +6,9 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from moetrack._encode import dumps
 from moetrack._exceptions import MoetrackError
-from moetrack._records import EVENT, Item
+from moetrack._wire.encode import dumps
+from moetrack._wire.records import EVENT, Item
 
 
 def event(customer: str, n: int, device: str | None = None) -> Item:

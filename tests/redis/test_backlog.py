@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import redis
 
-from moetrack._backlog import DEFAULT_PARTITIONS, BacklogWriter, Keys, partition_of
 from moetrack._config import Config
+from moetrack._pipeline.source import Stop
 from moetrack._report import Reporter
-from moetrack._source import Stop
+from moetrack.redis.backlog import DEFAULT_PARTITIONS, BacklogWriter, Keys, partition_of
 
 from ._fakes import ListSource, event
 from .conftest import RedisServer

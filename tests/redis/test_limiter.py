@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from moetrack import _redis_limiter
 from moetrack._config import Config
-from moetrack._limiter import LocalLimiter, make_limiter
-from moetrack._redis_limiter import RedisLimiter, display_url, gcra_parameters
+from moetrack._pipeline.limiter import LocalLimiter, make_limiter
+from moetrack.redis import limiter as _redis_limiter
+from moetrack.redis.limiter import RedisLimiter, display_url, gcra_parameters
 
 from .._need import need_module
 from .conftest import RedisServer

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import moetrack
-from moetrack._backlog import Keys
+from moetrack.redis.backlog import Keys
 from moetrack.testing import Emulator
 
 from .conftest import RedisServer

@@ -20,7 +20,7 @@ import pytest
 import moetrack
 from moetrack import signals
 from moetrack._config import Config
-from moetrack._transport import HTTPTransport, Response
+from moetrack._wire.transport import HTTPTransport, Response
 from moetrack.api import AsyncDataAPI, DataAPI
 from moetrack.testing import App, Emulator
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import pytest
 
 import moetrack
-from moetrack import _spec
+from moetrack._wire import spec as _spec
 from moetrack.testing import Emulator
 
 from .conftest import Sampler, assert_accounted

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from moetrack import _spec
+from moetrack._wire import spec as _spec
 from moetrack.testing import App, Emulator
 
 APP = "TEST_APP"

@@ -69,24 +69,24 @@ def test_oracle_module_imports_nothing_from_the_client(module: str) -> None:
 def test_the_import_check_sees_what_it_must() -> None:
     source = textwrap.dedent(
         """
-        import moetrack._spec
-        from moetrack import _validate
+        import moetrack._wire.spec
+        from moetrack._wire import validate as _validate
         from .. import _spec
         from .._validate import is_iso8601
         from . import _checks
         from ._server import Reply
         import moetrack.testing._checks
         if True:
-            from moetrack._records import prepare
+            from moetrack._wire.records import prepare
         """
     )
     outside = [name for _, name in imported_names(source) if reaches_outside_testing(name)]
     assert outside == [
-        "moetrack._spec",
-        "moetrack",
+        "moetrack._wire.spec",
+        "moetrack._wire",
         ".._spec",
         ".._validate",
-        "moetrack._records",
+        "moetrack._wire.records",
     ]
 
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 if TYPE_CHECKING:
     from datetime import date, datetime
 
-from . import _spec
-from ._exceptions import ValidationError
+from .._exceptions import ValidationError
+from . import spec as _spec
 
 __all__ = [
     "attributes",

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._config import Config
+    from .._config import Config
 
 __all__ = ["add_api_options", "api_config", "per_minute", "seconds"]
 
@@ -70,7 +70,7 @@ def add_api_options(parser: argparse.ArgumentParser, *, limiter_help: str) -> No
 def api_config(args: argparse.Namespace, **options: Any) -> Config:
     """The client config of the options :func:`add_api_options` added, plus ``options``
     (``limiter`` among them, to override ``--limiter``). Raises ConfigurationError."""
-    from ._config import Config
+    from .._config import Config
 
     options.setdefault("limiter", args.limiter)
     return Config.build(

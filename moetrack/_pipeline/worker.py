@@ -1,8 +1,8 @@
 """The background thread of a client, and how it starts, flushes and stops.
 
 The thread runs the two stages (DESIGN §9): the in-memory source prepares queued records
-(:mod:`moetrack._memory`), and the send stage takes them from it — the HTTP
-:class:`~moetrack._sender.Sender`, or the Redis backlog writer when ``backlog=`` is set.
+(:mod:`moetrack._pipeline.memory`), and the send stage takes them from it — the HTTP
+:class:`~moetrack._pipeline.sender.Sender`, or the Redis backlog writer when ``backlog=`` is set.
 In sync mode there is no thread: the caller prepares and sends, and no lock is held while
 it waits on a retry or the rate limit.
 
@@ -16,17 +16,17 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from ._memory import MemorySource
-from ._report import logger
-from ._sender import Sender
+from .._report import logger
+from .memory import MemorySource
+from .sender import Sender
 
 if TYPE_CHECKING:
-    from ._config import Config
-    from ._exceptions import MoetrackError
-    from ._queue import RecordQueue
-    from ._report import Reporter
-    from ._source import Source, Stop
-    from ._transport import Transport
+    from .._config import Config
+    from .._exceptions import MoetrackError
+    from .._report import Reporter
+    from .._wire.transport import Transport
+    from .queue import RecordQueue
+    from .source import Source, Stop
 
 __all__ = ["Worker", "stop_when_multiprocessing_child_ends"]
 
@@ -51,7 +51,7 @@ class SendStage(Protocol):
 
 def _send_stage(config: Config, transport: Transport, reporter: Reporter) -> SendStage:
     if config.backlog is not None:
-        from ._backlog import BacklogWriter  # the moetrack[redis] extra
+        from ..redis.backlog import BacklogWriter  # the moetrack[redis] extra
 
         return BacklogWriter(config, reporter)
     return Sender(config, transport, reporter)

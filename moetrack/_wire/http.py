@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
-from ._exceptions import APIError, ConfigurationError, TransportError, api_error_for
-from ._spec import API_KEY_HEADER, DATA_CENTER_HOSTS
+from .._exceptions import APIError, ConfigurationError, TransportError, api_error_for
+from .spec import API_KEY_HEADER, DATA_CENTER_HOSTS
 
 __all__ = [
     "DEFAULT_DATA_CENTER",

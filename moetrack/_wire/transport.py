@@ -13,8 +13,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-from ._exceptions import TransportError
-from ._http import transport_errors
+from .._exceptions import TransportError
+from .http import transport_errors
 
 if TYPE_CHECKING:
     import httpx

@@ -21,9 +21,9 @@ Handler = Callable[[argparse.Namespace], int]
 #: Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 #: and sets ``handler``. They import their heavy dependencies inside the handlers only.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "moetrack._cli_import",
-    "moetrack._cli_relay",
-    "moetrack._cli_doctor",
+    "moetrack.cli.import_",
+    "moetrack.cli.relay",
+    "moetrack.cli.doctor",
 )
 
 
@@ -55,15 +55,15 @@ def _devserver(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# demo: the subcommand lives in moetrack.demo (``main(args) -> int``), imported only when run.
+# demo: the subcommand lives in moetrack.cli.demo (``main(args) -> int``), imported only when run.
 # ---------------------------------------------------------------------------------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
     try:
-        module = importlib.import_module("moetrack.demo")
+        module = importlib.import_module("moetrack.cli.demo")
     except ModuleNotFoundError as exc:
-        if exc.name != "moetrack.demo":
+        if exc.name != "moetrack.cli.demo":
             raise
         print("moetrack demo: the demo is not available in this installation", file=sys.stderr)
         return 2
@@ -143,7 +143,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     return handler(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._records import Item
+    from .records import Item
 
 __all__ = ["Batch", "Packer", "dumps", "min_body_size"]
 

@@ -1,8 +1,8 @@
 """Relays: the processes that send the durable backlog on (``moetrack relay``).
 
-A relay runs one :class:`~moetrack._sender.Sender` over a :class:`RelaySource`, which serves
-the backlog partitions (:mod:`moetrack._backlog`) the relay currently leases. Any number of
-relays, on any hosts, share one backlog:
+A relay runs one :class:`~moetrack._pipeline.sender.Sender` over a :class:`RelaySource`, which
+serves the backlog partitions (:mod:`moetrack.redis.backlog`) the relay currently leases. Any
+number of relays, on any hosts, share one backlog:
 
 - **Leases.** Partition ``n`` is sent by the relay holding ``mt:{app}:lease:<n>`` (``SET NX
   PX``, renewed by a heartbeat thread). Each relay aims at its share of the partitions (their
@@ -39,20 +39,20 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from ._backlog import GROUP, Keys, connect, read_partitions, redact_url, redis_errors
-from ._exceptions import APIError, MoetrackError
-from ._records import Item
-from ._report import logger
-from ._retry import RetryPolicy
+from .._exceptions import APIError, MoetrackError
+from .._pipeline.retry import RetryPolicy
+from .._report import logger
+from .._wire.records import Item
+from .backlog import GROUP, Keys, connect, read_partitions, redact_url, redis_errors
 
 if TYPE_CHECKING:
     import redis
 
-    from ._config import Config
-    from ._limiter import Limiter
-    from ._report import Reporter
-    from ._source import Stop
-    from ._transport import Transport
+    from .._config import Config
+    from .._pipeline.limiter import Limiter
+    from .._pipeline.source import Stop
+    from .._report import Reporter
+    from .._wire.transport import Transport
 
 __all__ = ["Relay", "RelaySource", "is_permanent"]
 
@@ -645,7 +645,7 @@ class Relay:
         claim_idle: float | None = None,
         relay_id: str | None = None,
     ) -> None:
-        from ._source import Stop
+        from .._pipeline.source import Stop
 
         self.config = config
         self.reporter = reporter
@@ -660,10 +660,10 @@ class Relay:
             claim_idle=claim_idle,
         )
         if transport is None:
-            from ._transport import HTTPTransport
+            from .._wire.transport import HTTPTransport
 
             transport = HTTPTransport()
-        from ._sender import Sender
+        from .._pipeline.sender import Sender
 
         self.sender = Sender(config, transport, reporter, limiter)
         self.source.extra = self._sender_counters

@@ -1,7 +1,7 @@
 """The send stage: pack, pace, send, retry, and settle every batch exactly once.
 
 One :class:`Sender` serves an app process (its in-memory source), a relay (the Redis
-backlog) and a bulk import (a file), through the :class:`~moetrack._source.Source` seam::
+backlog) and a bulk import (a file), through the :class:`~moetrack._pipeline.source.Source` seam::
 
     source.take ─▶ Packer ─▶ limiter.acquire ─▶ transport.send ─▶ settle:
         2xx                                  ack
@@ -21,19 +21,20 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from . import _encode, _http
-from ._encode import Batch, Packer
-from ._exceptions import APIError, DeliveryError, MoetrackError, TransportError
-from ._limiter import Limiter, make_limiter
-from ._report import logger
-from ._retry import RetryPolicy
+from .._exceptions import APIError, DeliveryError, MoetrackError, TransportError
+from .._report import logger
+from .._wire import encode as _encode
+from .._wire import http as _http
+from .._wire.encode import Batch, Packer
+from .limiter import Limiter, make_limiter
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from ._config import Config
-    from ._records import Item
-    from ._report import Reporter
-    from ._source import Source, Stop
-    from ._transport import Transport
+    from .._config import Config
+    from .._report import Reporter
+    from .._wire.records import Item
+    from .._wire.transport import Transport
+    from .source import Source, Stop
 
 __all__ = ["Sender"]
 

@@ -1,6 +1,6 @@
 """``moetrack import FILE [FILE ...]``: load history in bulk, paced, resumable.
 
-The work is in :mod:`moetrack._import`; this module only reads the command line.
+The work is in :mod:`moetrack.bulk.run`; this module only reads the command line.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._cli_common import add_api_options, api_config, seconds
+from ._common import add_api_options, api_config, seconds
 
 __all__ = ["register"]
 
@@ -73,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from ._exceptions import ConfigurationError
-    from ._import import ImportOptions, run
+    from .._exceptions import ConfigurationError
+    from ..bulk.run import ImportOptions, run
 
     options = ImportOptions(
         files=args.files,

@@ -56,7 +56,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def check(role: Role, url: str, out: Any = None) -> int:
     """Check one Redis for ``role``, print the findings to ``out``; the exit status."""
-    from ._redis_limiter import display_url
+    from ..redis.limiter import display_url
 
     out = sys.stdout if out is None else out
     shown = display_url(url)

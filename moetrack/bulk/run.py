@@ -8,9 +8,9 @@
                       --rejects file                             (the resume point, saved)
 
 Each input is read as a stream of rows (a JSON line or a CSV record), so memory stays flat
-however long the file. A row becomes one or more :class:`~moetrack._records.Item` (an event
+however long the file. A row becomes one or more :class:`~moetrack._wire.records.Item` (an event
 element's actions become one each) or a refusal, written to the rejects file as it is found.
-The :class:`FileSource` hands items to the one :class:`~moetrack._sender.Sender` in file
+The :class:`FileSource` hands items to the one :class:`~moetrack._pipeline.sender.Sender` in file
 order; batches settle in the order they were taken, so the position after the last item of
 the last acknowledged batch is where a rerun continues. That position is saved atomically
 after every acknowledgement, with the rejects file's length at that point, so a rerun after
@@ -35,13 +35,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from . import _records
-from ._exceptions import MoetrackError, ValidationError
-from ._records import DEVICE, EVENT, USER, Item
+from .._exceptions import MoetrackError, ValidationError
+from .._wire import records as _records
+from .._wire.records import DEVICE, EVENT, USER, Item
 
 if TYPE_CHECKING:
-    from ._config import Config
-    from ._source import Stop
+    from .._config import Config
+    from .._pipeline.source import Stop
 
 __all__ = [
     "KINDS",
@@ -645,8 +645,8 @@ class Outcome(NamedTuple):
 
 
 class FileSource:
-    """The inputs as a :class:`~moetrack._source.Source` whose acknowledgement is the resume
-    point (saved after every ``ack``)."""
+    """The inputs as a :class:`~moetrack._pipeline.source.Source` whose acknowledgement is the
+    resume point (saved after every ``ack``)."""
 
     def __init__(
         self,
@@ -1057,7 +1057,7 @@ def run(options: ImportOptions, config: Config | None) -> int:
 
 
 def _run_dry(inputs: list[Input], options: ImportOptions, live: bool, fancy: bool) -> int:
-    from ._spec import MAX_BODY_BYTES
+    from .._wire.spec import MAX_BODY_BYTES
 
     summary = Summary()
     rejects = Rejects(options.rejects, 0, show_file=len(inputs) > 1)
@@ -1091,9 +1091,9 @@ def _run_dry(inputs: list[Input], options: ImportOptions, live: bool, fancy: boo
 def _run_send(
     inputs: list[Input], options: ImportOptions, config: Config, live: bool, fancy: bool
 ) -> int:
-    from ._report import Reporter
-    from ._source import Stop
-    from ._transport import HTTPTransport
+    from .._pipeline.source import Stop
+    from .._report import Reporter
+    from .._wire.transport import HTTPTransport
 
     if not config.has_credentials:
         raise ImportError_(
@@ -1152,7 +1152,7 @@ def _run_send(
         position=position,
     )
     try:
-        from ._sender import Sender
+        from .._pipeline.sender import Sender
 
         reporter = Reporter(source, None, config.secrets())
         sender = Sender(config, config.transport or HTTPTransport(), reporter)

@@ -12,10 +12,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._cli_common import add_api_options, api_config
+from ._common import add_api_options, api_config
 
 if TYPE_CHECKING:
-    from ._relay import Relay
+    from ..redis.relay import Relay
 
 __all__ = ["register"]
 
@@ -130,9 +130,9 @@ def _error(command: str, message: str, code: int = 2) -> int:
 
 
 def _relay(args: argparse.Namespace) -> int:
-    from ._backlog import redact_url
-    from ._exceptions import ConfigurationError
-    from ._report import Reporter
+    from .._exceptions import ConfigurationError
+    from .._report import Reporter
+    from ..redis.backlog import redact_url
 
     if not args.backlog:
         return _error("relay", "--backlog (or MOETRACK_BACKLOG) is required")
@@ -157,7 +157,7 @@ def _relay(args: argparse.Namespace) -> int:
     logging.getLogger("moetrack").setLevel(logging.INFO)
     reporter = Reporter(None, None, config.secrets())
     try:
-        from ._relay import Relay
+        from ..redis.relay import Relay
 
         relay = Relay(
             config,
@@ -247,8 +247,8 @@ def _serve_metrics(relay: Relay, port: int) -> None:
 
 
 def _connect(command: str, args: argparse.Namespace) -> tuple[Any, int]:
-    from ._backlog import connect, redact_url
-    from ._exceptions import ConfigurationError
+    from .._exceptions import ConfigurationError
+    from ..redis.backlog import connect, redact_url
 
     if not args.backlog:
         return None, _error(command, "--backlog (or MOETRACK_BACKLOG) is required")
@@ -296,7 +296,7 @@ def _age(ms: float) -> str:
 
 
 def _status_of(client: Any, app_id: str) -> dict[str, Any]:
-    from ._backlog import DEFAULT_PARTITIONS, GROUP, Keys
+    from ..redis.backlog import DEFAULT_PARTITIONS, GROUP, Keys
 
     keys = Keys(app_id)
     now_s, now_us = client.time()
@@ -388,7 +388,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _dead(args: argparse.Namespace) -> int:
-    from ._backlog import Keys
+    from ..redis.backlog import Keys
 
     client, code = _connect("backlog dead", args)
     if client is None:
@@ -425,7 +425,7 @@ def _dead(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ._backlog import DEFAULT_PARTITIONS, Keys, partition_of
+    from ..redis.backlog import DEFAULT_PARTITIONS, Keys, partition_of
 
     client, code = _connect("backlog replay", args)
     if client is None:

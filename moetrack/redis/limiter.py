@@ -44,13 +44,13 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     import redis
 
-    from ._config import Config
-    from ._limiter import LocalLimiter
+    from .._config import Config
+    from .._pipeline.limiter import LocalLimiter
 
 __all__ = ["SCRIPT", "RedisLimiter", "display_url", "gcra_parameters"]
 
@@ -165,8 +165,8 @@ class RedisLimiter:
     burst is at most a tenth of a quota); ``allowance`` the seconds a request may take from
     its grant to the server (default: a sixtieth of the window, at least 0.25 s). Every
     process sharing the quota must use the same figures. ``fallback`` paces this process
-    alone while Redis is unreachable (default: a :class:`~moetrack._limiter.LocalLimiter` of
-    the same quotas).
+    alone while Redis is unreachable (default: a
+    :class:`~moetrack._pipeline.limiter.LocalLimiter` of the same quotas).
     """
 
     def __init__(
@@ -189,7 +189,7 @@ class RedisLimiter:
             raise ConfigurationError(
                 "limiter: a redis:// limiter needs the redis package: pip install 'moetrack[redis]'"
             ) from exc
-        from ._limiter import LocalLimiter
+        from .._pipeline.limiter import LocalLimiter
 
         self.url = display_url(url)
         self._password = _password(url)

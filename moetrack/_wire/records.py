@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import _encode, _spec, _validate
-from ._context import Ctx
-from ._encode import min_body_size
-from ._exceptions import ValidationError
+from .._context import Ctx
+from .._exceptions import ValidationError
+from . import encode as _encode
+from . import spec as _spec
+from . import validate as _validate
+from .encode import min_body_size
 
 __all__ = ["DEVICE", "EVENT", "USER", "Item", "Record", "prepare"]
 

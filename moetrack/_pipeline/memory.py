@@ -1,8 +1,9 @@
 """The prepare stage and the in-memory source of an app process.
 
-Records wait in the :class:`~moetrack._queue.RecordQueue` as the callers left them. The
-worker takes them in chunks, validates and encodes each one (:func:`~moetrack._records.prepare`)
-and keeps the items in order until the sender takes them. Every record taken gets a
+Records wait in the :class:`~moetrack._pipeline.queue.RecordQueue` as the callers left them. The
+worker takes them in chunks, validates and encodes each one
+(:func:`~moetrack._wire.records.prepare`) and keeps the items in order until the sender takes
+them. Every record taken gets a
 *position* (``Item.ref``): 0, 1, 2 … in queue order. Positions give ``flush()`` its meaning:
 a flush called when ``n`` records had been queued waits until every position below ``n`` is
 settled (sent, dropped or failed), whatever happens to the records queued after it.
@@ -32,14 +33,14 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import DeliveryError, MoetrackError, ValidationError
-from ._records import EVENT, Dropped, Item, prepare
-from ._source import Stop
+from .._exceptions import DeliveryError, MoetrackError, ValidationError
+from .._wire.records import EVENT, Dropped, Item, prepare
+from .source import Stop
 
 if TYPE_CHECKING:
-    from ._config import Config
-    from ._queue import RecordQueue
-    from ._report import Reporter
+    from .._config import Config
+    from .._report import Reporter
+    from .queue import RecordQueue
 
 __all__ = ["SAMPLE", "MemorySource", "estimate"]
 

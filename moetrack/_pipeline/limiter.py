@@ -1,7 +1,7 @@
 """The Limiter seam: when may a batch of N users and M events go?
 
 The send stage asks its :class:`Limiter` before every request. :class:`LocalLimiter` paces
-one process (two sliding windows, :mod:`moetrack._ratelimit`); the Redis limiter
+one process (two sliding windows, :mod:`moetrack._pipeline.ratelimit`); the Redis limiter
 (``limiter="redis://…"``) shares one account-wide quota between every process and host that
 names the same Redis and app id. The API's quotas are per account, so a fleet must share one.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ._ratelimit import WindowLimit
+from .ratelimit import WindowLimit
 
 if TYPE_CHECKING:
-    from ._config import Config
+    from .._config import Config
 
 __all__ = ["Limiter", "LocalLimiter", "make_limiter"]
 
@@ -91,6 +91,6 @@ def make_limiter(config: Config) -> Limiter:
     )
     if spec is None:
         return local
-    from ._redis_limiter import RedisLimiter  # the moetrack[redis] extra
+    from ..redis.limiter import RedisLimiter  # the moetrack[redis] extra
 
     return RedisLimiter.from_config(config, fallback=local)

@@ -2,7 +2,7 @@
 
 With ``backlog="redis://…"`` an app process's worker prepares records as usual and hands the
 encoded items to a :class:`BacklogWriter` instead of a sender; ``moetrack relay`` processes
-(:mod:`moetrack._relay`) send them on. Keys, all under the app id's hash tag so that every
+(:mod:`moetrack.redis.relay`) send them on. Keys, all under the app id's hash tag so that every
 script touches one Redis Cluster slot::
 
     mt:{<app_id>}:meta          hash: partitions (fixed once written; producers and relays agree)
@@ -32,15 +32,15 @@ import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._exceptions import DeliveryError, MoetrackError, TransportError
+from .._exceptions import DeliveryError, MoetrackError, TransportError
 
 if TYPE_CHECKING:
     import redis
 
-    from ._config import Config
-    from ._records import Item
-    from ._report import Reporter
-    from ._source import Source, Stop
+    from .._config import Config
+    from .._pipeline.source import Source, Stop
+    from .._report import Reporter
+    from .._wire.records import Item
 
 __all__ = ["DEFAULT_PARTITIONS", "BacklogWriter", "Keys", "connect", "partition_of", "redact_url"]
 
@@ -121,7 +121,7 @@ def connect(url: str, *, timeout: float = 5.0, name: str = "moetrack") -> redis.
         from redis.backoff import NoBackoff
         from redis.retry import Retry
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        from ._exceptions import ConfigurationError
+        from .._exceptions import ConfigurationError
 
         raise ConfigurationError(
             "the Redis backlog and limiter need redis-py: pip install 'moetrack[redis]'"

@@ -6,7 +6,7 @@
                                     ▲                                          │
                                     └──────── ack / fail / release per batch ◀─┘
 
-A :class:`Source` hands :class:`~moetrack._records.Item` objects to one sender, in order,
+A :class:`Source` hands :class:`~moetrack._wire.records.Item` objects to one sender, in order,
 and takes each batch back exactly once: ``ack`` (delivered), ``fail`` (given up: a permanent
 refusal or the retry deadline) or ``release`` (never answered, and the sender is stopping).
 What a released or never-settled item becomes after a crash is the source's promise: the
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ._exceptions import MoetrackError
-    from ._records import Item
+    from .._exceptions import MoetrackError
+    from .._wire.records import Item
 
 __all__ = ["Source", "Stop"]
 

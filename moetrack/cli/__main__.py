@@ -1,0 +1,5 @@
+"""``python -m moetrack.cli``: the ``moetrack`` command."""
+
+from moetrack.cli import main
+
+raise SystemExit(main())
