@@ -8,12 +8,18 @@ exactly what was bound in it.
 A field may be bound to a zero-argument callable. It is called on the tracking thread at the
 moment something is tracked (``Ctx.resolve()``), never at bind time, so a middleware can bind
 "the current user" without loading the user on requests that track nothing.
+
+``context(...)`` used as a decorator binds its fields around each call of the decorated
+callable (:func:`bind_around`): for a whole call or coroutine, or for each step of a generator
+or async generator, never between steps. The wrapping is built on :mod:`wrapt`, shared with
+:mod:`moetrack.decorators`.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar, cast
 
@@ -181,9 +187,156 @@ class context:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:
-        from .decorators import bind_around
-
         return cast(F, bind_around(func, self._fields))
 
     def __repr__(self) -> str:
         return f"moetrack.context({', '.join(f'{k}={v!r}' for k, v in self._fields.items())})"
+
+
+def _wrap(func: Any, wrapper: Callable[..., Any]) -> Any:
+    """``func`` behind a wrapt ``FunctionWrapper`` that calls ``wrapper``."""
+    # Imported on first use: wrapt imports asyncio, and ``import moetrack`` stays light.
+    import wrapt
+
+    return wrapt.decorator(wrapper)(func)
+
+
+def _unwrap_descriptor(func: Any) -> Any:
+    """The function inside a classmethod/staticmethod object (what ``inspect`` can read)."""
+    if isinstance(func, classmethod | staticmethod):
+        return func.__func__
+    return func
+
+
+# -- context() as a decorator: bound around a call, a coroutine, or a generator's steps
+
+
+def bind_around(func: Any, fields: Mapping[str, Any]) -> Any:
+    """Wrap ``func`` so ``fields`` are bound while it runs (each call gets its own binding).
+
+    A coroutine is bound for the whole of its run, in the task that awaits it. A generator
+    or async generator is bound while each step runs (``send``/``throw``/``close`` and their
+    async forms), not between steps, so what the consumer has bound is never disturbed.
+    """
+    fields = dict(fields)
+    _check(fields)
+    target = _unwrap_descriptor(func)
+    var = _var
+
+    if inspect.isasyncgenfunction(target):
+
+        def agen_wrapper(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> AsyncGenerator[Any, Any]:
+            return _bound_agen(wrapped(*args, **kwargs), fields)
+
+        return _wrap(func, agen_wrapper)
+
+    if inspect.isgeneratorfunction(target):
+
+        def gen_wrapper(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Generator[Any, Any, Any]:
+            return _bound_gen(wrapped(*args, **kwargs), fields)
+
+        return _wrap(func, gen_wrapper)
+
+    if inspect.iscoroutinefunction(target):
+
+        def coro_wrapper(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Coroutine[Any, Any, Any]:
+            return _bound_coro(wrapped(*args, **kwargs), fields)
+
+        return _wrap(func, coro_wrapper)
+
+    def wrapper(
+        wrapped: Callable[..., Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        token = var.set(var.get().merged(fields))
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            var.reset(token)
+
+    return _wrap(func, wrapper)
+
+
+async def _bound_coro(coro: Coroutine[Any, Any, Any], fields: dict[str, Any]) -> Any:
+    token = _var.set(_var.get().merged(fields))
+    try:
+        return await coro
+    finally:
+        _var.reset(token)
+
+
+def _bound_gen(gen: Generator[Any, Any, Any], fields: dict[str, Any]) -> Generator[Any, Any, Any]:
+    var = _var
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        token = var.set(var.get().merged(fields))
+        try:
+            if thrown is None:
+                item = gen.send(sent)
+            else:
+                error, thrown = thrown, None
+                item = gen.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            var.reset(token)
+        try:
+            sent = yield item
+        except GeneratorExit:
+            token = var.set(var.get().merged(fields))
+            try:
+                gen.close()
+            finally:
+                var.reset(token)
+            raise
+        except BaseException as exc:
+            thrown = exc
+
+
+async def _bound_agen(
+    agen: AsyncGenerator[Any, Any], fields: dict[str, Any]
+) -> AsyncGenerator[Any, Any]:
+    var = _var
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        token = var.set(var.get().merged(fields))
+        try:
+            if thrown is None:
+                item = await agen.asend(sent)
+            else:
+                error, thrown = thrown, None
+                item = await agen.athrow(error)
+        except StopAsyncIteration:
+            return
+        finally:
+            var.reset(token)
+        try:
+            sent = yield item
+        except GeneratorExit:
+            token = var.set(var.get().merged(fields))
+            try:
+                await agen.aclose()
+            finally:
+                var.reset(token)
+            raise
+        except BaseException as exc:
+            thrown = exc

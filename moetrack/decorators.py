@@ -1,5 +1,6 @@
-"""Decorators: ``@moetrack.track_event`` and ``@moetrack.context(...)`` around callables.
+"""``@moetrack.track_event``: track each call of a function as an event.
 
+(``@moetrack.context(...)`` as a decorator lives with the context, in :mod:`moetrack._context`.)
 Both are built on :mod:`wrapt`, so a decorated callable keeps its ``__name__``,
 ``__qualname__``, ``__doc__``, ``__wrapped__``, ``inspect.signature()`` and the answers of
 ``inspect.iscoroutinefunction`` / ``isgeneratorfunction`` / ``isasyncgenfunction``, and works
@@ -27,14 +28,15 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast, overload
 
-from . import _api, _context
+from . import _api
+from ._context import _unwrap_descriptor, _wrap
 from ._exceptions import ValidationError
 from ._report import logger
 
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["On", "bind_around", "track_event"]
+__all__ = ["On", "track_event"]
 
 F = TypeVar(
     "F",
@@ -46,7 +48,6 @@ On = Literal["success", "error", "always"]
 _ON_VALUES: Final = ("success", "error", "always")
 
 _clock = time.perf_counter
-_var = _context._var
 
 # Kinds of captured parameter, decided once per decorated function.
 _POSITIONAL_OR_KEYWORD: Final = 0
@@ -58,21 +59,6 @@ _NO_DEFAULT: Final = inspect.Parameter.empty
 
 # One step of the capture plan: attribute name, kind, positional index, default.
 _Step = tuple[str, int, int, Any]
-
-
-def _wrap(func: Any, wrapper: Callable[..., Any]) -> Any:
-    """``func`` behind a wrapt ``FunctionWrapper`` that calls ``wrapper``."""
-    # Imported on first use: wrapt imports asyncio, and ``import moetrack`` stays light.
-    import wrapt
-
-    return wrapt.decorator(wrapper)(func)
-
-
-def _unwrap_descriptor(func: Any) -> Any:
-    """The function inside a classmethod/staticmethod object (what ``inspect`` can read)."""
-    if isinstance(func, classmethod | staticmethod):
-        return func.__func__
-    return func
 
 
 # -- track_event -----------------------------------------------------------------------------
@@ -309,29 +295,7 @@ class _Tracker:
             else:
                 attrs[key] = {k: v for k, v in kwargs.items() if k not in default}
 
-    def succeeded(
-        self,
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        start: float,
-        value: Any,
-    ) -> None:
-        """Track a call that returned ``value``; raises only in strict mode."""
-        self._send(instance, args, kwargs, start, value=value, error=None)
-
-    def failed(
-        self,
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        start: float,
-        error: BaseException,
-    ) -> None:
-        """Track a call that raised ``error``; never raises (the caller re-raises ``error``)."""
-        self._send(instance, args, kwargs, start, value=None, error=error)
-
-    def _send(
+    def record(
         self,
         instance: Any,
         args: tuple[Any, ...],
@@ -341,6 +305,11 @@ class _Tracker:
         value: Any,
         error: BaseException | None,
     ) -> None:
+        """Track one call that returned ``value`` (``error`` None) or raised ``error``.
+
+        Raises only in strict mode, and only for a call that returned: a failed call's own
+        exception always wins over a tracking problem (the caller re-raises it).
+        """
         client = self.client
         try:
             duration = (_clock() - start) * 1000.0
@@ -441,7 +410,7 @@ def _wrap_tracked(
         return _wrap(func, deferred_wrapper)
 
     on_success, on_error = tracker.on_success, tracker.on_error
-    succeeded, failed = tracker.succeeded, tracker.failed
+    record = tracker.record
     clock = _clock
 
     def wrapper(
@@ -455,10 +424,10 @@ def _wrap_tracked(
             value = wrapped(*args, **kwargs)
         except BaseException as exc:
             if on_error:
-                failed(instance, args, kwargs, start, exc)
+                record(instance, args, kwargs, start, value=None, error=exc)
             raise
         if on_success:
-            succeeded(instance, args, kwargs, start, value)
+            record(instance, args, kwargs, start, value=value, error=None)
         return value
 
     return _wrap(func, wrapper)
@@ -476,10 +445,10 @@ async def _tracked_coro(
         value = await coro
     except BaseException as exc:
         if tracker.on_error:
-            tracker.failed(instance, args, kwargs, start, exc)
+            tracker.record(instance, args, kwargs, start, value=None, error=exc)
         raise
     if tracker.on_success:
-        tracker.succeeded(instance, args, kwargs, start, value)
+        tracker.record(instance, args, kwargs, start, value=value, error=None)
     return value
 
 
@@ -497,10 +466,10 @@ def _tracked_gen(
         value = yield from gen
     except BaseException as exc:
         if tracker.on_error:
-            tracker.failed(instance, args, kwargs, start, exc)
+            tracker.record(instance, args, kwargs, start, value=None, error=exc)
         raise
     if tracker.on_success:
-        tracker.succeeded(instance, args, kwargs, start, value)
+        tracker.record(instance, args, kwargs, start, value=value, error=None)
     return value
 
 
@@ -533,144 +502,10 @@ async def _tracked_agen(
                 thrown = exc
     except BaseException as exc:
         if tracker.on_error:
-            tracker.failed(instance, args, kwargs, start, exc)
+            tracker.record(instance, args, kwargs, start, value=None, error=exc)
         raise
     if tracker.on_success:
-        tracker.succeeded(instance, args, kwargs, start, None)
-
-
-# -- context() as a decorator ----------------------------------------------------------------
-
-
-def bind_around(func: Any, fields: Mapping[str, Any]) -> Any:
-    """Wrap ``func`` so ``fields`` are bound while it runs (each call gets its own binding).
-
-    A coroutine is bound for the whole of its run, in the task that awaits it. A generator
-    or async generator is bound while each step runs (``send``/``throw``/``close`` and their
-    async forms), not between steps, so what the consumer has bound is never disturbed.
-    """
-    fields = dict(fields)
-    _context._check(fields)
-    target = _unwrap_descriptor(func)
-    var = _var
-
-    if inspect.isasyncgenfunction(target):
-
-        def agen_wrapper(
-            wrapped: Callable[..., Any],
-            instance: Any,
-            args: tuple[Any, ...],
-            kwargs: dict[str, Any],
-        ) -> AsyncGenerator[Any, Any]:
-            return _bound_agen(wrapped(*args, **kwargs), fields)
-
-        return _wrap(func, agen_wrapper)
-
-    if inspect.isgeneratorfunction(target):
-
-        def gen_wrapper(
-            wrapped: Callable[..., Any],
-            instance: Any,
-            args: tuple[Any, ...],
-            kwargs: dict[str, Any],
-        ) -> Generator[Any, Any, Any]:
-            return _bound_gen(wrapped(*args, **kwargs), fields)
-
-        return _wrap(func, gen_wrapper)
-
-    if inspect.iscoroutinefunction(target):
-
-        def coro_wrapper(
-            wrapped: Callable[..., Any],
-            instance: Any,
-            args: tuple[Any, ...],
-            kwargs: dict[str, Any],
-        ) -> Coroutine[Any, Any, Any]:
-            return _bound_coro(wrapped(*args, **kwargs), fields)
-
-        return _wrap(func, coro_wrapper)
-
-    def wrapper(
-        wrapped: Callable[..., Any],
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        token = var.set(var.get().merged(fields))
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            var.reset(token)
-
-    return _wrap(func, wrapper)
-
-
-async def _bound_coro(coro: Coroutine[Any, Any, Any], fields: dict[str, Any]) -> Any:
-    token = _var.set(_var.get().merged(fields))
-    try:
-        return await coro
-    finally:
-        _var.reset(token)
-
-
-def _bound_gen(gen: Generator[Any, Any, Any], fields: dict[str, Any]) -> Generator[Any, Any, Any]:
-    var = _var
-    sent: Any = None
-    thrown: BaseException | None = None
-    while True:
-        token = var.set(var.get().merged(fields))
-        try:
-            if thrown is None:
-                item = gen.send(sent)
-            else:
-                error, thrown = thrown, None
-                item = gen.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        finally:
-            var.reset(token)
-        try:
-            sent = yield item
-        except GeneratorExit:
-            token = var.set(var.get().merged(fields))
-            try:
-                gen.close()
-            finally:
-                var.reset(token)
-            raise
-        except BaseException as exc:
-            thrown = exc
-
-
-async def _bound_agen(
-    agen: AsyncGenerator[Any, Any], fields: dict[str, Any]
-) -> AsyncGenerator[Any, Any]:
-    var = _var
-    sent: Any = None
-    thrown: BaseException | None = None
-    while True:
-        token = var.set(var.get().merged(fields))
-        try:
-            if thrown is None:
-                item = await agen.asend(sent)
-            else:
-                error, thrown = thrown, None
-                item = await agen.athrow(error)
-        except StopAsyncIteration:
-            return
-        finally:
-            var.reset(token)
-        try:
-            sent = yield item
-        except GeneratorExit:
-            token = var.set(var.get().merged(fields))
-            try:
-                await agen.aclose()
-            finally:
-                var.reset(token)
-            raise
-        except BaseException as exc:
-            thrown = exc
+        tracker.record(instance, args, kwargs, start, value=None, error=None)
 
 
 # Shown and pickled as ``moetrack.track_event``, where users import it from.
