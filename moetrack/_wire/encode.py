@@ -11,10 +11,9 @@ byte over the limit and the batch's user and event counts are known before the r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .records import Item
+from .item import EVENT, Item
 
 __all__ = ["Batch", "Packer", "dumps", "min_body_size"]
 
@@ -77,7 +76,6 @@ _BODY_HEAD = b'{"type":"transition","elements":['
 _BODY_TAIL = b"]}"
 _BODY_OVERHEAD = len(_BODY_HEAD) + len(_BODY_TAIL)
 _EVENT_TAIL = b"]}"
-_EVENT_KIND = 0  # _records.EVENT, without importing it (import cycle)
 
 
 _heads: dict[tuple[str, str | None], bytes] = {}
@@ -102,7 +100,7 @@ def event_head(customer_id: str, device_id: str | None) -> bytes:
 
 def min_body_size(kind: int, customer_id: str, device_id: str | None, payload: bytes) -> int:
     """Bytes of the smallest body that can carry this one item."""
-    if kind == _EVENT_KIND:
+    if kind == EVENT:
         return (
             _BODY_OVERHEAD
             + len(event_head(customer_id, device_id))
@@ -185,7 +183,7 @@ class Packer:
         if len(self.items) >= self.max_records:
             return False
         comma = 1 if self._elements else 0
-        if item.kind == _EVENT_KIND:
+        if item.kind == EVENT:
             if self.max_events is not None and self.events >= self.max_events:
                 return False
             by_device = self._open.get(item.customer_id)

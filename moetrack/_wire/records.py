@@ -25,40 +25,12 @@ from . import encode as _encode
 from . import spec as _spec
 from . import validate as _validate
 from .encode import min_body_size
+from .item import DEVICE, EVENT, USER, Item
 
 __all__ = ["DEVICE", "EVENT", "USER", "Item", "Record", "prepare"]
 
-EVENT = 0
-USER = 1
-DEVICE = 2
-
 Record = tuple[Any, ...]
 BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
-
-
-class Item:
-    """One validated element (or one event action) as encoded JSON, ready to pack."""
-
-    __slots__ = ("customer_id", "device_id", "kind", "payload", "ref")
-
-    def __init__(
-        self,
-        kind: int,
-        customer_id: str,
-        device_id: str | None,
-        payload: bytes,
-        ref: object = None,
-    ) -> None:
-        self.kind = kind
-        self.customer_id = customer_id
-        self.device_id = device_id
-        #: EVENT: the action object; USER/DEVICE: the whole element.
-        self.payload = payload
-        #: The source's handle on this item (a position, a stream entry id, a line number).
-        self.ref = ref
-
-    def __repr__(self) -> str:
-        return f"Item({self.kind}, {self.customer_id!r}, {self.payload[:60]!r})"
 
 
 class Dropped(Exception):
