@@ -8,9 +8,10 @@ instrumented code runs (and is counted) even where moetrack was never configured
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec
 
 from ._client import Client
 
@@ -18,6 +19,7 @@ __all__ = ["device", "flush", "get_client", "identify", "init", "shutdown", "tra
 
 _default: Client | None = None
 _lock = threading.Lock()
+P = ParamSpec("P")
 
 
 def init(
@@ -55,62 +57,28 @@ def get_client() -> Client:
     return client
 
 
-if TYPE_CHECKING:
+def _on_default(method: Callable[Concatenate[Client, P], None]) -> Callable[P, None]:
+    """The module-level twin of a :class:`Client` method: the same signature and docstring,
+    called on the default client (one function, so the two can never disagree)."""
 
-    def track(
-        action: str,
-        attributes: Mapping[str, Any] | None = None,
-        /,
-        *,
-        customer_id: Any = None,
-        device_id: Any = None,
-        platform: str | None = None,
-        app_version: str | None = None,
-        current_time: Any = None,
-        user_time: Any = None,
-        user_timezone_offset: int | None = None,
-        **attrs: Any,
-    ) -> None: ...
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
+        method(_default or get_client(), *args, **kwargs)
 
-    def identify(
-        attributes: Mapping[str, Any] | None = None, /, *, customer_id: Any = None, **attrs: Any
-    ) -> None: ...
+    call.__name__ = call.__qualname__ = method.__name__
+    call.__module__ = "moetrack"
+    call.__doc__ = (
+        f"{method.__doc__}\n\nCalled on the default client (see :meth:`Client.{method.__name__}`)."
+    )
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
+    return call
 
-    def device(
-        attributes: Mapping[str, Any] | None = None,
-        /,
-        *,
-        customer_id: Any = None,
-        device_id: Any = None,
-        **attrs: Any,
-    ) -> None: ...
 
-else:
-    # Plain pass-through keeps the module functions one call away from the client (the
-    # typed signatures above are for type checkers; the docstrings repeat them).
-
-    def track(*args, **kwargs):
-        """track(action, attributes=None, /, *, customer_id=None, device_id=None,
-        platform=None, app_version=None, current_time=None, user_time=None,
-        user_timezone_offset=None, **attrs)
-
-        Track an event on the default client (see :meth:`Client.track`).
-        """
-        (_default or get_client()).track(*args, **kwargs)
-
-    def identify(*args, **kwargs):
-        """identify(attributes=None, /, *, customer_id=None, **attrs)
-
-        Set user attributes on the default client (see :meth:`Client.identify`).
-        """
-        (_default or get_client()).identify(*args, **kwargs)
-
-    def device(*args, **kwargs):
-        """device(attributes=None, /, *, customer_id=None, device_id=None, **attrs)
-
-        Send a device profile on the default client (see :meth:`Client.device`).
-        """
-        (_default or get_client()).device(*args, **kwargs)
+track = _on_default(Client.track)
+identify = _on_default(Client.identify)
+device = _on_default(Client.device)
 
 
 def flush(timeout: float | None = None) -> bool:
