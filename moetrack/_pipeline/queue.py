@@ -25,9 +25,6 @@ class RecordQueue(Protocol):
     def take(self, limit: int) -> list[Any]:
         """Remove and return up to ``limit`` records, oldest first."""
 
-    def clear(self) -> int:
-        """Forget every record; return how many there were."""
-
 
 class MemoryQueue:
     """A FIFO of records in this process's memory."""
@@ -48,8 +45,3 @@ class MemoryQueue:
         except IndexError:
             pass
         return out
-
-    def clear(self) -> int:
-        n = len(self._deque)
-        self._deque.clear()
-        return n
