@@ -71,6 +71,8 @@ def test_a_built_wheel_carries_the_integrations(tmp_path: Path) -> None:
     code = (
         "import moetrack, moetrack.integrations.django as d, moetrack.integrations.flask as f,"
         " moetrack.integrations.celery as c, moetrack.integrations.asgi as a, moetrack.testing;"
+        "from moetrack.testing._page import render_page;"
+        "assert 'use strict' in render_page() and ':root' in render_page(), 'page data missing';"
         "print(moetrack.__file__); print(d.__file__); print(a.__file__)"
     )
     out = subprocess.run(
