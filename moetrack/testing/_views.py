@@ -16,14 +16,27 @@ Each takes ``?app_id=`` (default: the emulator's first app). Nothing here change
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ._checks import ERRORS
 from ._server import NOT_FOUND, Reply, fail, json_bytes
 
-if TYPE_CHECKING:
-    from ._emulator import Emulator
+
+class Readable(Protocol):
+    """What the views read of the emulator (the :class:`~moetrack.testing.Emulator` that
+    serves them passes itself in)."""
+
+    def _snapshot(self, app_id: str | None) -> dict[str, Any]: ...
+    def users(self, app_id: str | None = None) -> dict[str, dict[str, Any]]: ...
+    def user(self, customer_id: str, app_id: str | None = None) -> dict[str, Any] | None: ...
+    def devices(self, app_id: str | None = None) -> dict[str, dict[str, Any]]: ...
+    def events(
+        self, customer_id: str | None = None, app_id: str | None = None
+    ) -> list[dict[str, Any]]: ...
+    def dropped(self, app_id: str | None = None) -> list[dict[str, Any]]: ...
+    def requests(self) -> list[dict[str, Any]]: ...
+
 
 __all__ = ["page", "read_api"]
 
@@ -48,7 +61,7 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def read_api(emulator: Emulator, target: str) -> Reply:
+def read_api(emulator: Readable, target: str) -> Reply:
     """Answer ``GET /_emulator/...``; 404 for an unknown view, user or app."""
     url = urlsplit(target)
     query = parse_qs(url.query)
