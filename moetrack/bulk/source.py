@@ -1,0 +1,275 @@
+"""The inputs as the Source the sender reads: :class:`FileSource`, and the dry run.
+
+::
+
+    files ─▶ rows ─▶ validate (the library's own rules) ─▶ FileSource ─▶ Sender ─▶ settle
+                          │ refused                           ▲                     │
+                          ▼                                   └──── ack ◀───────────┘
+                      --rejects file                             (the resume point, saved)
+
+The :class:`FileSource` hands items to the one :class:`~moetrack._pipeline.sender.Sender` in
+file order; batches settle in the order they were taken, so the position after the last
+item of the last acknowledged batch is where a rerun continues. That position is saved
+atomically after every acknowledgement, with the rejects file's length at that point, so a
+rerun after a crash (even SIGKILL) sends again at most the batch that was in flight, and
+writes no refused row twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import MoetrackError
+from .._wire.records import Item
+from .inputs import Input, Reader, Refusal, read_rows
+from .state import Rejects, save_state
+from .summary import Summary
+
+if TYPE_CHECKING:
+    from .._pipeline.source import Stop
+
+__all__ = ["BytesRead", "FileSource", "dry_run"]
+
+
+class BytesRead:
+    """Input bytes read so far (compressed bytes for a .gz): ``read_rows``'s ``on_open``."""
+
+    def __init__(self, inputs: Sequence[Input], first: int) -> None:
+        self._inputs = inputs
+        self._done = sum(i.size for i in inputs[:first])
+        self._current = first
+        self._reader: Reader | None = None
+
+    def opened(self, reader: Reader | None) -> None:
+        if self._reader is not None:
+            self._done += self._inputs[self._current].size
+            self._current += 1
+        self._reader = reader
+
+    def __call__(self) -> int:
+        reader = self._reader
+        if reader is None:
+            return self._done
+        try:
+            return self._done + reader.raw.tell()
+        except (OSError, ValueError):  # closed meanwhile
+            return self._done
+
+
+class _Mark:
+    """Where one row's items came from, shared by them (their ``ref`` is (mark, index))."""
+
+    __slots__ = ("count", "end", "end_line", "file", "line", "refused", "rejects_offset", "start")
+
+    def __init__(  # noqa: PLR0917 - one per row: positional is cheaper
+        self,
+        file: int,
+        line: int,
+        start: int,
+        end: int,
+        end_line: int,
+        count: int,
+        rejects_offset: int,
+        refused: dict[tuple[int, str], int],
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.start = start
+        self.end = end
+        self.end_line = end_line
+        self.count = count
+        #: The rejects file's length and the refusals counted before this row.
+        self.rejects_offset = rejects_offset
+        self.refused = refused
+
+
+class FileSource:
+    """The inputs as a :class:`~moetrack._pipeline.source.Source` whose acknowledgement is the
+    resume point (saved after every ``ack``)."""
+
+    def __init__(
+        self,
+        inputs: Sequence[Input],
+        kind: str | None,
+        max_bytes: int,
+        *,
+        rejects: Rejects,
+        summary: Summary,
+        stop: Stop,
+        state_path: str | None = None,
+        state: dict[str, Any] | None = None,
+        position: tuple[int, int, int, int] = (0, 0, 0, 0),
+    ) -> None:
+        self.inputs = inputs
+        self.rejects = rejects
+        self.summary = summary
+        self.stop = stop
+        self.state_path = state_path
+        self.state = state if state is not None else {}
+        #: Input bytes read so far, for the progress display.
+        self.bytes_read = BytesRead(inputs, position[0])
+        self._rows = read_rows(inputs, kind, max_bytes, position[:3], self.bytes_read.opened)
+        #: Actions of the row at the resume position that were sent already.
+        self._skip = position[3]
+        self._pending: list[Item] = []
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.exhausted = False
+        self.taken = 0
+        self.settled = 0
+        self.error: MoetrackError | None = None
+
+    # -- the Source protocol ---------------------------------------------------------------
+
+    def take(self, limit: int, timeout: float) -> list[Item] | None:
+        if self.stop.requested or self.error is not None:
+            return None
+        out = self._pending
+        read = self.summary.read
+        rows = self._rows
+        while len(out) < limit:
+            row = next(rows, None)
+            if row is None:
+                self.exhausted = True
+                break
+            index, line, start, end, end_line, result = row
+            if isinstance(result, list):
+                mark = _Mark(
+                    index,
+                    line,
+                    start,
+                    end,
+                    end_line,
+                    len(result),
+                    self.rejects.offset,
+                    self.summary.refused,
+                )
+                first, self._skip = self._skip, 0  # actions of a resumed row already sent
+                if first:
+                    result = result[first:]
+                for i, item in enumerate(result, first):
+                    item.ref = (mark, i)
+                    read[item.kind] += 1
+                out.extend(result)
+            else:
+                self._refuse(index, line, result)
+        self._pending = out[limit:]
+        out = out[:limit]
+        self.taken += len(out)
+        return out or (None if self.exhausted else [])
+
+    def _refuse(self, index: int, line: int, refusal: Refusal) -> None:
+        self.summary.read[refusal.kind] += 1
+        self.summary.refuse(refusal.kind, refusal.reason)
+        self.rejects.write(self.inputs[index], line, refusal)
+
+    def due(self) -> bool:
+        return self.exhausted or self.stop.requested
+
+    def ack(self, items: Sequence[Item]) -> None:
+        sent = self.summary.sent
+        for item in items:
+            sent[item.kind] += 1
+        self.settled += len(items)
+        if not items or self.error is not None:
+            return  # after a failure the position stays before the failed batch
+        ref: tuple[_Mark, int] = items[-1].ref  # type: ignore[assignment]
+        mark, i = ref
+        if i == mark.count - 1:
+            position = [mark.file, mark.end, mark.end_line, 0]
+        else:
+            position = [mark.file, mark.start, mark.line - 1, i + 1]
+        self._save(position, mark.rejects_offset, mark.refused)
+
+    def fail(self, items: Sequence[Item], error: MoetrackError, reason: str | None = None) -> None:
+        self.settled += len(items)
+        if self.error is None:
+            self.error = error
+        self.stop.request(drain=False)
+        self._wake.set()
+
+    def release(self, items: Sequence[Item]) -> None:
+        self.settled += len(items)
+
+    def wait(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+
+    # -- stopping and the end ----------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Finish the batch in flight, then stop (Ctrl-C, SIGTERM)."""
+        self.stop.request(drain=False)
+        self._wake.set()
+
+    @property
+    def complete(self) -> bool:
+        """Every row was read and every item taken was acknowledged."""
+        return (
+            self.exhausted
+            and not self._pending
+            and self.error is None
+            and not self.stop.requested
+            and self.settled == self.taken
+        )
+
+    def finish(self) -> None:
+        """Everything was read and acknowledged: the state says so."""
+        last = self.inputs[-1]
+        self._save(
+            [last.index, -1, -1, 0], self.rejects.offset, self.summary.refused, complete=True
+        )
+
+    def _save(
+        self,
+        position: list[int],
+        rejects_offset: int,
+        refused: dict[tuple[int, str], int],
+        *,
+        complete: bool = False,
+    ) -> None:
+        if self.state_path is None:
+            return
+        with self._lock:
+            self.rejects.sync()
+            snapshot = Summary()
+            snapshot.sent = self.summary.sent
+            snapshot.refused = refused
+            self.state.update(
+                position=position,
+                rejects_offset=rejects_offset,
+                complete=complete,
+                updated=time.time(),
+                **snapshot.to_json(),
+            )
+            save_state(self.state_path, self.state)
+
+
+def dry_run(
+    inputs: Sequence[Input],
+    kind: str | None,
+    max_bytes: int,
+    *,
+    rejects: Rejects,
+    summary: Summary,
+    progress: Callable[[], None] | None = None,
+    on_open: Callable[[Reader | None], None] | None = None,
+) -> None:
+    """Read and validate every row; count; write refusals; send nothing, save nothing."""
+    read = summary.read
+    sent = summary.sent
+    rows = read_rows(inputs, kind, max_bytes, on_open=on_open)
+    for n, (index, line, _start, _end, _end_line, result) in enumerate(rows, 1):
+        if isinstance(result, list):
+            for item in result:
+                k = item.kind
+                read[k] += 1
+                sent[k] += 1
+        else:
+            read[result.kind] += 1
+            summary.refuse(result.kind, result.reason)
+            rejects.write(inputs[index], line, result)
+        if progress is not None and not n & 0x3FFF:
+            progress()
