@@ -134,12 +134,13 @@ class Reader:
         else:
             self.stream = self.raw
 
-    def seek(self, offset: int) -> None:
+    def seek(self, offset: int, at: int = 0) -> None:
+        """Go to the decompressed byte ``offset``, the stream being at ``at`` now."""
         if self.stream is self.raw:
             self.raw.seek(offset)
             return
         # A gzip stream is read up to the offset (there is no index to jump with).
-        left = offset
+        left = offset - at
         while left > 0:
             chunk = self.stream.read(min(left, 1 << 20))
             if not chunk:
@@ -279,7 +280,7 @@ def _csv_rows(
     if kind == EVENT and "action" not in header:
         raise ImportError_(f"{reader.raw.name}: a CSV of events needs an action column")
     if offset > lines.offset:
-        reader.seek(offset - lines.offset)
+        reader.seek(offset, lines.offset)
         lines.offset, lines.line = offset, line
     fields = _CSV_FIELDS[kind]
     width = len(header)
