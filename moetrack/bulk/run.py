@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .inputs import KIND_NAMES, ImportError_, Input, open_inputs
+from .pacing import SavedPacing
 from .progress import Progress, write_err
 from .source import BytesRead, FileSource, dry_run
 from .state import Rejects, check_resume, default_state_path, load_state, new_state, save_state
@@ -91,6 +92,7 @@ def _run_dry(inputs: list[Input], options: ImportOptions, live: bool, fancy: boo
 def _run_send(
     inputs: list[Input], options: ImportOptions, config: Config, live: bool, fancy: bool
 ) -> int:
+    from .._pipeline.limiter import LocalLimiter
     from .._pipeline.source import Stop
     from .._report import Reporter
     from .._wire.transport import HTTPTransport
@@ -151,11 +153,22 @@ def _run_send(
         state=state,
         position=position,
     )
+    pacing = None
+    if config.limiter is None and (config.users_per_minute or config.events_per_minute):
+        pacing = SavedPacing(
+            LocalLimiter(
+                config.users_per_minute, config.events_per_minute, config.rate_limit_window
+            ),
+            timeout=config.timeout,
+            saved=state.get("pacing"),
+            save=source.save_pacing,
+        )
+        source.pacing = pacing.to_json
     try:
         from .._pipeline.sender import Sender
 
         reporter = Reporter(source, None, config.secrets())
-        sender = Sender(config, config.transport or HTTPTransport(), reporter)
+        sender = Sender(config, config.transport or HTTPTransport(), reporter, pacing)
     except ImportError as exc:  # the shared limiter's extra is missing
         rejects.close()
         raise ImportError_(f"cannot start: {exc}") from None

@@ -121,6 +121,8 @@ class FileSource:
         self.taken = 0
         self.settled = 0
         self.error: MoetrackError | None = None
+        #: The pacing window to save with each state (:mod:`moetrack.bulk.pacing`).
+        self.pacing: Callable[[], dict[str, Any]] | None = None
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -244,6 +246,17 @@ class FileSource:
                 updated=time.time(),
                 **snapshot.to_json(),
             )
+            if self.pacing is not None:
+                self.state["pacing"] = self.pacing()
+            save_state(self.state_path, self.state)
+
+    def save_pacing(self, pacing: dict[str, Any]) -> None:
+        """The pacing window changed (a request is about to go): save it with the state as
+        it stands."""
+        if self.state_path is None:
+            return
+        with self._lock:
+            self.state["pacing"] = pacing
             save_state(self.state_path, self.state)
 
 
