@@ -363,7 +363,9 @@ def test_exit_2_names_the_reason_and_the_rerun_sends_the_rest_once_without_dupli
     assert "401" in err
     # Two batches of three went; the third (104, 2, 3) was refused, after line 6 was read.
     assert n_numbers(emulator.events()) == [0, 1, 100, 101, 102, 103]
-    assert [r["line"] for r in read_rejects(tmp_path / "rejects.jsonl")] == [2, 6]
+    # Line 6 was read, but it lies after the saved position: the rejects file holds only the
+    # rows before that position (a row is written once the rows before it are settled).
+    assert [r["line"] for r in read_rejects(tmp_path / "rejects.jsonl")] == [2]
 
     status = import_with(emulator, tmp_path, [data], HTTPTransport())
     out, err = capsys.readouterr()

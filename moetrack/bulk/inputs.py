@@ -70,6 +70,8 @@ class Refusal(NamedTuple):
     reason: str
     field: str | None
     message: str
+    #: The server's status, when the server refused the row.
+    status: int | None = None
 
 
 Result = list[Item] | Refusal

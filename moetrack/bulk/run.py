@@ -169,6 +169,7 @@ def _run_send(
 
         reporter = Reporter(source, None, config.secrets())
         sender = Sender(config, config.transport or HTTPTransport(), reporter, pacing)
+        source.resend = lambda items: sender.send_all(items, source, stop)
     except ImportError as exc:  # the shared limiter's extra is missing
         rejects.close()
         raise ImportError_(f"cannot start: {exc}") from None

@@ -22,7 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import MoetrackError
+from .._exceptions import (
+    APIError,
+    BlacklistedError,
+    DeliveryError,
+    InvalidAppError,
+    MoetrackError,
+)
 from .._wire.records import Item
 from .inputs import Input, Reader, Refusal, read_rows
 from .state import Rejects, save_state
@@ -31,7 +37,21 @@ from .summary import Summary
 if TYPE_CHECKING:
     from .._pipeline.source import Stop
 
-__all__ = ["BytesRead", "FileSource", "dry_run"]
+__all__ = ["BytesRead", "FileSource", "dry_run", "refused_for_the_rows"]
+
+#: 400s of the API's error table that are about the request or the account, not its rows.
+_REQUEST_400 = frozenset({"missing header value", "empty request body", "body type is not json"})
+
+
+def refused_for_the_rows(error: APIError) -> bool:
+    """Whether a refusal for good may be about some rows of the batch (a field the server
+    wants otherwise, a body it cannot read, one element too large), rather than about the
+    account or the request (credentials, a suspended or blacklisted account, headers)."""
+    if isinstance(error, (InvalidAppError, BlacklistedError)):
+        return False
+    if error.status == 400:
+        return error.type.strip().lower() not in _REQUEST_400
+    return error.status in (413, 422)
 
 
 class BytesRead:
@@ -62,7 +82,7 @@ class BytesRead:
 class _Mark:
     """Where one row's items came from, shared by them (their ``ref`` is (mark, index))."""
 
-    __slots__ = ("count", "end", "end_line", "file", "line", "refused", "rejects_offset", "start")
+    __slots__ = ("before", "count", "end", "end_line", "file", "line", "refused", "start")
 
     def __init__(  # noqa: PLR0917 - one per row: positional is cheaper
         self,
@@ -72,8 +92,7 @@ class _Mark:
         end: int,
         end_line: int,
         count: int,
-        rejects_offset: int,
-        refused: dict[tuple[int, str], int],
+        before: list[tuple[int, int, Refusal]] | None,
     ) -> None:
         self.file = file
         self.line = line
@@ -81,9 +100,11 @@ class _Mark:
         self.end = end
         self.end_line = end_line
         self.count = count
-        #: The rejects file's length and the refusals counted before this row.
-        self.rejects_offset = rejects_offset
-        self.refused = refused
+        #: Rows refused before this one, written to the rejects file when this row settles
+        #: first (so the file holds only rows before the saved position, in file order).
+        self.before = before
+        #: The server refused this row (it is written to the rejects file once).
+        self.refused = False
 
 
 class FileSource:
@@ -121,6 +142,11 @@ class FileSource:
         self.taken = 0
         self.settled = 0
         self.error: MoetrackError | None = None
+        #: Rows refused since the last row with items, not written yet (see :class:`_Mark`).
+        self._waiting: list[tuple[int, int, Refusal]] | None = None
+        #: Sends items again at once, settling them here (a batch refused for its rows is
+        #: sent again in halves); set by the run to its sender's ``send_all``.
+        self.resend: Callable[[list[Item]], None] | None = None
         #: The pacing window to save with each state (:mod:`moetrack.bulk.pacing`).
         self.pacing: Callable[[], dict[str, Any]] | None = None
 
@@ -139,16 +165,8 @@ class FileSource:
                 break
             index, line, start, end, end_line, result = row
             if isinstance(result, list):
-                mark = _Mark(
-                    index,
-                    line,
-                    start,
-                    end,
-                    end_line,
-                    len(result),
-                    self.rejects.offset,
-                    self.summary.refused,
-                )
+                mark = _Mark(index, line, start, end, end_line, len(result), self._waiting)
+                self._waiting = None
                 first, self._skip = self._skip, 0  # actions of a resumed row already sent
                 if first:
                     result = result[first:]
@@ -157,16 +175,38 @@ class FileSource:
                     read[item.kind] += 1
                 out.extend(result)
             else:
-                self._refuse(index, line, result)
+                read[result.kind] += 1
+                if out or self.taken != self.settled:
+                    # Rows before it are still to settle: it is written after them.
+                    if self._waiting is None:
+                        self._waiting = []
+                    self._waiting.append((index, line, result))
+                else:
+                    self._refuse(index, line, result)
         self._pending = out[limit:]
         out = out[:limit]
         self.taken += len(out)
         return out or (None if self.exhausted else [])
 
     def _refuse(self, index: int, line: int, refusal: Refusal) -> None:
-        self.summary.read[refusal.kind] += 1
         self.summary.refuse(refusal.kind, refusal.reason)
         self.rejects.write(self.inputs[index], line, refusal)
+
+    def _write_before(self, mark: _Mark) -> None:
+        """The rows refused before ``mark``'s row, once it settles."""
+        before, mark.before = mark.before, None
+        for index, line, refusal in before or ():
+            self._refuse(index, line, refusal)
+
+    def _settle_through(self, items: Sequence[Item]) -> None:
+        """Save the position after the last of ``items`` (acknowledged or refused)."""
+        ref: tuple[_Mark, int] = items[-1].ref  # type: ignore[assignment]
+        mark, i = ref
+        if i == mark.count - 1:
+            position = [mark.file, mark.end, mark.end_line, 0]
+        else:
+            position = [mark.file, mark.start, mark.line - 1, i + 1]
+        self._save(position)
 
     def due(self) -> bool:
         return self.exhausted or self.stop.requested
@@ -178,20 +218,64 @@ class FileSource:
         self.settled += len(items)
         if not items or self.error is not None:
             return  # after a failure the position stays before the failed batch
-        ref: tuple[_Mark, int] = items[-1].ref  # type: ignore[assignment]
-        mark, i = ref
-        if i == mark.count - 1:
-            position = [mark.file, mark.end, mark.end_line, 0]
-        else:
-            position = [mark.file, mark.start, mark.line - 1, i + 1]
-        self._save(position, mark.rejects_offset, mark.refused)
+        for item in items:
+            mark: _Mark = item.ref[0]  # type: ignore[index]
+            if mark.before is not None:
+                self._write_before(mark)
+        self._settle_through(items)
 
     def fail(self, items: Sequence[Item], error: MoetrackError, reason: str | None = None) -> None:
+        cause = error.cause if isinstance(error, DeliveryError) else error
+        if (
+            items
+            and self.resend is not None
+            and self.error is None
+            and isinstance(cause, APIError)
+            and refused_for_the_rows(cause)
+        ):
+            self._split(list(items), cause)
+            return
         self.settled += len(items)
         if self.error is None:
             self.error = error
         self.stop.request(drain=False)
         self._wake.set()
+
+    def _split(self, items: list[Item], cause: APIError) -> None:
+        """A batch refused for its rows: send it again in halves (whole rows each), down to
+        single rows; a single row refused is written to the rejects file and passed."""
+        rows: list[list[Item]] = []
+        for item in items:
+            if rows and rows[-1][0].ref[0] is item.ref[0]:  # type: ignore[index]
+                rows[-1].append(item)
+            else:
+                rows.append([item])
+        if len(rows) == 1:
+            self._refused_by_server(items, cause)
+            return
+        assert self.resend is not None
+        half = len(rows) // 2
+        first = [item for row in rows[:half] for item in row]
+        second = [item for row in rows[half:] for item in row]
+        self.resend(first)
+        if self.stop.expired() or (self.stop.requested and not self.stop.drain):
+            self.release(second)  # stopping: the rerun sends them
+            return
+        self.resend(second)
+
+    def _refused_by_server(self, items: list[Item], cause: APIError) -> None:
+        self.settled += len(items)
+        mark: _Mark = items[0].ref[0]  # type: ignore[index]
+        self._write_before(mark)
+        if not mark.refused:
+            mark.refused = True
+            kind = items[0].kind
+            self._refuse(
+                mark.file,
+                mark.line,
+                Refusal(kind, "refused_by_server", None, str(cause), cause.status),
+            )
+        self._settle_through(items)
 
     def release(self, items: Sequence[Item]) -> None:
         self.settled += len(items)
@@ -219,32 +303,25 @@ class FileSource:
 
     def finish(self) -> None:
         """Everything was read and acknowledged: the state says so."""
+        waiting, self._waiting = self._waiting, None
+        for index, line, refusal in waiting or ():
+            self._refuse(index, line, refusal)
         last = self.inputs[-1]
-        self._save(
-            [last.index, -1, -1, 0], self.rejects.offset, self.summary.refused, complete=True
-        )
+        self._save([last.index, -1, -1, 0], complete=True)
 
-    def _save(
-        self,
-        position: list[int],
-        rejects_offset: int,
-        refused: dict[tuple[int, str], int],
-        *,
-        complete: bool = False,
-    ) -> None:
+    def _save(self, position: list[int], *, complete: bool = False) -> None:
+        """The position, with the rejects file and the counts as they stand: only rows before
+        the position are in the rejects file (see :class:`_Mark`)."""
         if self.state_path is None:
             return
         with self._lock:
             self.rejects.sync()
-            snapshot = Summary()
-            snapshot.sent = self.summary.sent
-            snapshot.refused = refused
             self.state.update(
                 position=position,
-                rejects_offset=rejects_offset,
+                rejects_offset=self.rejects.offset,
                 complete=complete,
                 updated=time.time(),
-                **snapshot.to_json(),
+                **self.summary.to_json(),
             )
             if self.pacing is not None:
                 self.state["pacing"] = self.pacing()

@@ -63,6 +63,8 @@ class Rejects:
             "field": refusal.field,
             "message": refusal.message,
         }
+        if refusal.status is not None:
+            record["status"] = refusal.status
         if self.show_file:
             record["file"] = source.path
         data = json.dumps(record, ensure_ascii=True).encode("ascii") + b"\n"
