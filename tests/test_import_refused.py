@@ -140,3 +140,27 @@ def test_stopped_while_splitting_the_rerun_rejects_each_row_once_in_file_order(
         (8, "refused_by_server", 400),
     ]
     assert "refused_by_server 2" in out
+
+
+def test_a_row_too_large_for_the_server_alone_is_rejected_with_its_413(
+    tmp_path: Path,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The server here takes less than the documented 128 KiB, which the client packs to: one
+    # row of ~3 KB is over its limit, every other row fits.
+    emulator.set_body_limit(2_000)
+    rows: list[Any] = [track_row(line) for line in range(1, 9)]
+    big = track_row(4)
+    big["attributes"]["blob"] = "x" * 3_000
+    rows[3] = big
+    data = write_jsonl(tmp_path / "h.jsonl", rows)
+    rejects = tmp_path / "rejects.jsonl"
+    status = import_(emulator, monkeypatch, data, "--rejects", rejects, "--events-per-minute", "0")
+    _, err = capsys.readouterr()
+    assert status == 1, err
+    assert n_numbers(emulator.events()) == [1, 2, 3, 5, 6, 7, 8]
+    assert [(r["line"], r["reason"], r["status"]) for r in read_rejects(rejects)] == [
+        (4, "refused_by_server", 413)
+    ]
