@@ -164,3 +164,21 @@ def test_a_row_too_large_for_the_server_alone_is_rejected_with_its_413(
     assert [(r["line"], r["reason"], r["status"]) for r in read_rejects(rejects)] == [
         (4, "refused_by_server", 413)
     ]
+
+
+def test_a_refusal_about_the_request_stops_the_import_and_blames_no_row(
+    tmp_path: Path,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 400 "Missing header value": the request, not a row, is wrong; every request gets it.
+    emulator.fail_for(3600, 400)
+    data = write_jsonl(tmp_path / "h.jsonl", [track_row(i) for i in range(8)])
+    rejects = tmp_path / "rejects.jsonl"
+    status = import_(emulator, monkeypatch, data, "--rejects", rejects, "--batch-size", "4")
+    _, err = capsys.readouterr()
+    assert status == 2
+    assert "Missing header value" in err
+    assert len(emulator.requests()) == 1
+    assert read_rejects(rejects) == []

@@ -22,13 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import (
-    APIError,
-    BlacklistedError,
-    DeliveryError,
-    InvalidAppError,
-    MoetrackError,
-)
+from .._exceptions import APIError, DeliveryError, MoetrackError
 from .._wire.records import Item
 from .inputs import Input, Reader, Refusal, read_rows
 from .state import Rejects, save_state
@@ -39,18 +33,19 @@ if TYPE_CHECKING:
 
 __all__ = ["BytesRead", "FileSource", "dry_run", "refused_for_the_rows"]
 
-#: 400s of the API's error table that are about the request or the account, not its rows.
-_REQUEST_400 = frozenset({"missing header value", "empty request body", "body type is not json"})
+#: The 400s of the API's error table that may be about one row of the batch: a field the
+#: server wants otherwise, or a body it cannot decode. The others (a blacklisted or unknown
+#: app id, a missing header, an empty body) and a 400 the table does not name are about the
+#: account or the request: no row is blamed for them.
+_ROW_400 = frozenset({"missingattributeerror", "malformedjson"})
 
 
 def refused_for_the_rows(error: APIError) -> bool:
-    """Whether a refusal for good may be about some rows of the batch (a field the server
-    wants otherwise, a body it cannot read, one element too large), rather than about the
-    account or the request (credentials, a suspended or blacklisted account, headers)."""
-    if isinstance(error, (InvalidAppError, BlacklistedError)):
-        return False
+    """Whether a refusal for good may be about some rows of the batch, so that sending them
+    again in smaller batches finds which: a 400 of :data:`_ROW_400`, a 413 (which the sender
+    settles as a failure only for a single element), a 422."""
     if error.status == 400:
-        return error.type.strip().lower() not in _REQUEST_400
+        return error.type.replace(" ", "").lower() in _ROW_400
     return error.status in (413, 422)
 
 
