@@ -32,7 +32,10 @@ def write_events(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_sigkill_then_an_immediate_rerun_earns_no_429(tmp_path: Path, emulator: Emulator) -> None:
+@pytest.mark.parametrize("rerun_args", [(), ("--restart",)], ids=["resume", "restart"])
+def test_sigkill_then_an_immediate_rerun_earns_no_429(
+    tmp_path: Path, emulator: Emulator, rerun_args: tuple[str, ...]
+) -> None:
     emulator.set_rate_limits(events_per_minute=QUOTA, window=WINDOW)
     data = write_events(tmp_path / "h.jsonl")
     args = (
@@ -57,10 +60,10 @@ def test_sigkill_then_an_immediate_rerun_earns_no_429(tmp_path: Path, emulator: 
     emulator.clear_faults()
     assert not [r for r in emulator.requests() if r["status"] == 429]
 
-    rerun = import_process(emulator, *args)  # at once
+    rerun = import_process(emulator, *args, *rerun_args)  # at once
     _, err = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, err
-    assert "resuming" in err
+    assert ("resuming" in err) == (not rerun_args)
     statuses = [r["status"] for r in emulator.requests()]
     assert statuses.count(429) == 0, statuses
     numbers = {e["attributes"]["n"] for e in emulator.events()}

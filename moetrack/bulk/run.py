@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .inputs import KIND_NAMES, ImportError_, Input, open_inputs
 from .pacing import SavedPacing
@@ -140,6 +140,9 @@ def _run_send(
     rejects = Rejects(options.rejects, rejects_offset, show_file=len(inputs) > 1)
     if state is None:
         state = new_state(identities, options.kind, config, rejects)
+        if options.restart:
+            # What the run before sent in the current window still counts at the server.
+            state["pacing"] = _previous_pacing(state_path, config)
         save_state(state_path, state)
     stop = Stop()
     source = FileSource(
@@ -223,6 +226,21 @@ def _run_send(
         )
         return 2
     return 1 if summary.refused_total else 0
+
+
+def _previous_pacing(state_path: str, config: Config) -> Any:
+    """The pacing window of the state a ``--restart`` replaces (None if it has none)."""
+    try:
+        previous = load_state(state_path)
+    except ImportError_:
+        return None
+    if (
+        previous is None
+        or previous.get("app_id") != config.app_id
+        or previous.get("endpoint") != config.base_url
+    ):
+        return None
+    return previous.get("pacing")
 
 
 def _on_signals(source: FileSource) -> Callable[[], None]:
