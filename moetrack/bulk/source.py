@@ -12,7 +12,15 @@ file order; batches settle in the order they were taken, so the position after t
 item of the last acknowledged batch is where a rerun continues. That position is saved
 atomically after every acknowledgement, with the rejects file's length at that point, so a
 rerun after a crash (even SIGKILL) sends again at most the batch that was in flight, and
-writes no refused row twice.
+writes no refused row twice. For that, the rejects file holds only rows before the saved
+position: a row refused while rows before it are still in flight is written once they
+settle.
+
+A batch the server refuses for good for its rows (:func:`refused_for_the_rows`) is not the
+end: ``fail`` sends it again at once in halves of whole rows, through the run's sender,
+down to single rows; a row refused alone is written to the rejects file with the server's
+status and message, and the position passes it as if it were acknowledged. Any other
+refusal stops the import, the position before the refused batch.
 """
 
 from __future__ import annotations
