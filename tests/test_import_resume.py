@@ -8,6 +8,7 @@ and send no record that is not in the file.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import signal
@@ -34,10 +35,16 @@ def users(n: int, bad: set[int]) -> list[tuple[str, str]]:
 
 
 def write_users(path: Path, rows: list[tuple[str, str]]) -> Path:
-    if ".csv" in path.name:
+    """A CSV or JSON-lines file of ``rows``; one named ``*-bom.*`` begins with a byte order
+    mark, as spreadsheet exports do."""
+    if ".csv" in path.name and "-bom" not in path.name:
         return write_csv(path, ["customer_id", "name"], [list(r) for r in rows])
     opener: Any = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wt", encoding="utf-8") as f:
+    encoding = "utf-8-sig" if "-bom" in path.name else "utf-8"
+    with opener(path, "wt", encoding=encoding, newline="") as f:
+        if ".csv" in path.name:
+            csv.writer(f).writerows([["customer_id", "name"], *map(list, rows)])
+            return path
         for customer_id, name in rows:
             element = {"type": "customer", "customer_id": customer_id, "attributes": {"name": name}}
             f.write(json.dumps(element, ensure_ascii=False) + "\n")
@@ -96,7 +103,14 @@ def test_a_plain_csv_of_users_stopped_after_row_3_sends_exactly_the_rest_on_resu
     ]
 
 
-KINDS = ["users.jsonl", "users.jsonl.gz", "users.csv", "users.csv.gz"]
+KINDS = [
+    "users.jsonl",
+    "users.jsonl.gz",
+    "users.csv",
+    "users.csv.gz",
+    "users-bom.csv",
+    "users-bom.jsonl.gz",
+]
 
 
 @pytest.mark.parametrize("name", KINDS)
