@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import APIError, DeliveryError, MoetrackError
 from .._wire.records import Item
 from .inputs import Input, Reader, Refusal, read_rows
+from .progress import write_err
 from .state import Rejects, save_state
 from .summary import Summary
 
@@ -150,6 +151,7 @@ class FileSource:
         #: Sends items again at once, settling them here (a batch refused for its rows is
         #: sent again in halves); set by the run to its sender's ``send_all``.
         self.resend: Callable[[list[Item]], None] | None = None
+        self._splitting = 0  # how deep in halves of a refused batch
         #: The pacing window to save with each state (:mod:`moetrack.bulk.pacing`).
         self.pacing: Callable[[], dict[str, Any]] | None = None
 
@@ -257,14 +259,23 @@ class FileSource:
             self._refused_by_server(items, cause)
             return
         assert self.resend is not None
+        if not self._splitting:
+            write_err(
+                f"moetrack import: the server refused a batch of {len(rows):,} rows ({cause}); "
+                "sending them again in smaller batches to find the rows it refuses"
+            )
         half = len(rows) // 2
         first = [item for row in rows[:half] for item in row]
         second = [item for row in rows[half:] for item in row]
-        self.resend(first)
-        if self.stop.expired() or (self.stop.requested and not self.stop.drain):
-            self.release(second)  # stopping: the rerun sends them
-            return
-        self.resend(second)
+        self._splitting += 1
+        try:
+            self.resend(first)
+            if self.stop.expired() or (self.stop.requested and not self.stop.drain):
+                self.release(second)  # stopping: the rerun sends them
+                return
+            self.resend(second)
+        finally:
+            self._splitting -= 1
 
     def _refused_by_server(self, items: list[Item], cause: APIError) -> None:
         self.settled += len(items)
