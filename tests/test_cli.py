@@ -13,6 +13,7 @@ import types
 from argparse import Namespace
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -263,9 +264,34 @@ def test_demo_runs_the_demo_module(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(args)
         return 0
 
+    def fake_register(subparsers: Any) -> None:
+        subparsers.add_parser("demo").set_defaults(handler=fake_main)
+
     fake = types.ModuleType("moetrack.cli.demo")
-    fake.main = fake_main  # type: ignore[attr-defined]
+    fake.register = fake_register  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "moetrack.cli.demo", fake)
     assert cli.main(["demo"]) == 0
     assert len(seen) == 1
     assert seen[0].command == "demo"
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import moetrack
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"moetrack {moetrack.__version__}"
+
+
+def test_build_parser_returns_every_command() -> None:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    assert set(commands.choices) == {  # type: ignore[arg-type]
+        "devserver",
+        "demo",
+        "import",
+        "relay",
+        "backlog",
+        "doctor",
+    }

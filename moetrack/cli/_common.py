@@ -1,14 +1,17 @@
-"""Command-line options shared by the commands that send to the Data API (import, relay)."""
+"""Command-line options shared by the commands: those that send to the Data API (import,
+relay), those that read the backlog (relay, backlog), and how a command reports an error."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._config import Config
 
-__all__ = ["add_api_options", "api_config", "per_minute", "seconds"]
+__all__ = ["add_api_options", "api_config", "backlog_arg", "error", "per_minute", "seconds"]
 
 
 def per_minute(text: str) -> int | None:
@@ -83,3 +86,16 @@ def api_config(args: argparse.Namespace, **options: Any) -> Config:
         rate_limit_window=args.rate_limit_window,
         **options,
     )
+
+
+def backlog_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backlog",
+        default=os.environ.get("MOETRACK_BACKLOG") or None,
+        help="Redis URL of the backlog (default: $MOETRACK_BACKLOG)",
+    )
+
+
+def error(command: str, message: str, code: int = 2) -> int:
+    print(f"moetrack {command}: {message}", file=sys.stderr)
+    return code

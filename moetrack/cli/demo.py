@@ -20,7 +20,7 @@ from typing import Any
 import moetrack
 from moetrack.testing import Emulator
 
-__all__ = ["main"]
+__all__ = ["main", "register", "run"]
 
 CUSTOMERS = [f"shopper-{n:03d}" for n in range(1, 9)]
 PRODUCTS = [
@@ -148,6 +148,15 @@ def _summary(
     out(
         "MOETRACK_APP_ID=DEMO_APP_ID MOETRACK_API_KEY=demo-api-key (the local emulator's demo app)."
     )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the demo against a local emulator",
+        description="Run the demo against a local emulator.",
+    )
+    demo.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace | None = None) -> int:

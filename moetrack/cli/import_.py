@@ -23,8 +23,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             '({"type": "customer" | "device" | "event", ...}) or a flat track row '
             '({"customer_id", "action", "attributes", "current_time", ...}); a .csv needs '
             "--kind; either may be gzipped (.gz). Refused rows never stop the import "
-            "(--rejects names each). What the server acknowledged is saved beside the first "
-            "file, so running the same command again continues where it stopped. Exit "
+            "(--rejects names each), nor do rows the server refuses (a batch it refuses is "
+            "sent again in halves, down to single rows). What the server acknowledged is "
+            "saved beside the first file, so running the same command again continues "
+            "where it stopped. Exit "
             "status: 0 everything sent, 1 some rows refused, 2 could not finish."
         ),
     )
@@ -45,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--rejects",
         metavar="PATH",
-        help='write each refused row as a JSON line {"line", "reason", "field", "message"}',
+        help='write each refused row as a JSON line {"line", "reason", "field", "message"} '
+        '(and "status", for a row the server refused)',
     )
     p.add_argument(
         "--state",

@@ -413,6 +413,19 @@ class Emulator:
             self._faults.fail_until_status = status
             self._faults.fail_until_retry_after = retry_after
 
+    def refuse_elements(
+        self,
+        match: Callable[[dict[str, Any]], bool] | None,
+        message: str = "attributes is expected to be object",
+    ) -> None:
+        """Answer 400 MissingAttributeError (with ``message``) to every API request holding
+        an element for which ``match(element)`` is true, and store nothing of it: a server
+        that refuses a whole batch for one bad row. ``None`` (or :meth:`clear_faults`) stops.
+        ``match`` gets a copy of each element as the request has it, and must not raise."""
+        with self._lock:
+            self._faults.refuse_match = match
+            self._faults.refuse_message = message
+
     def delay(self, seconds: float, n: int | None = None) -> None:
         """Hold the answer to the next ``n`` API requests (all, until cleared, if None) for
         ``seconds``. The request is processed first: a client that times out meanwhile finds
@@ -563,6 +576,13 @@ class Emulator:
         elements, results = check_body(endpoint, parse_body(request.body))
         users, events = count_users_and_events(elements)
         record.update(elements=len(elements), users=users, events=events)
+        with self._lock:
+            match, message = self._faults.refuse_match, self._faults.refuse_message
+        if match is not None and any(
+            isinstance(e, dict) and match(copy.deepcopy(e)) for e in elements
+        ):
+            record["fault"] = "refuse_elements"
+            raise Refused(ERRORS["missing_attribute"], message)
         with self._changed:
             state = self._apps[app_id]
             self._check_rate_limits(state, users, events)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,9 @@ class Faults:
     delay_count: int | None = None
     drop_count: int = 0
     paused: bool = False
+    #: Emulator.refuse_elements: which elements make a request refused, and with what message.
+    refuse_match: Callable[[dict[str, Any]], bool] | None = None
+    refuse_message: str = ""
 
     def take(self, now: float) -> Decision:
         decision = Decision()

@@ -24,7 +24,8 @@ import tempfile
 import time
 from contextlib import redirect_stdout
 
-from moetrack.bulk import run as _import
+from moetrack.bulk.run import ImportOptions
+from moetrack.bulk.run import run as run_import
 
 
 def write_rows(path: str, rows: int) -> int:
@@ -77,8 +78,8 @@ def floor(path: str) -> float:
 def dry_run(path: str) -> float:
     start = time.perf_counter()
     with redirect_stdout(io.StringIO()):
-        status = _import.run(
-            _import.ImportOptions(files=[path], dry_run=True, live=False, progress_interval=1e9),
+        status = run_import(
+            ImportOptions(files=[path], dry_run=True, live=False, progress_interval=1e9),
             None,
         )
     elapsed = time.perf_counter() - start
