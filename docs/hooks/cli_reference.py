@@ -19,7 +19,7 @@ WIDTH = "88"
 
 def root_parser() -> argparse.ArgumentParser:
     """The ``moetrack`` parser: ``build_parser()`` where it exists, else ``_parser()``."""
-    import moetrack.cli as cli
+    from moetrack import cli
 
     build = getattr(cli, "build_parser", None) or cli._parser
     parser: argparse.ArgumentParser = build()
