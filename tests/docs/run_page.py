@@ -25,6 +25,7 @@ leaks into another page or into the rest of the suite.
 
 from __future__ import annotations
 
+import doctest
 import os
 import re
 import shutil
@@ -196,7 +197,7 @@ def redis_server(directory: Path) -> Iterator[str]:
 def sybil() -> Sybil:
     return Sybil(
         parsers=[
-            PythonCodeBlockParser(),
+            PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS),
             CodeBlockParser(language="console", evaluator=evaluate_console),
             SkipParser(),
         ],
