@@ -17,10 +17,12 @@ evaluates the page's examples in order with Sybil, sharing one namespace:
 - ``<!-- skip: next -->`` skips the next example (each use says why).
 
 A page holding ``<!-- docs-test: redis -->`` also gets a real ``redis-server`` on a free port,
-exported as ``MOETRACK_BACKLOG``. The exit status is 0 when every example passed; otherwise
-the first failure is printed with its line number. Each page runs in its own interpreter (see
-``test_examples.py``), so what one page configures (Django, logging, the default client) never
-leaks into another page or into the rest of the suite.
+exported as ``MOETRACK_BACKLOG`` and ``REDIS_URL``. A process a page starts in the background
+with its pid in ``NAME.pid`` is stopped (SIGTERM) when the page ends. The exit status is 0
+when every example passed; otherwise the first failure is printed with its line number. Each
+page runs in its own interpreter (see ``test_examples.py``), so what one page configures
+(Django, logging, the default client) never leaks into another page or into the rest of the
+suite.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ import doctest
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +194,13 @@ def redis_server(directory: Path) -> Iterator[str]:
         proc.wait(10)
 
 
+def stop_background(work: Path) -> None:
+    """End what a page started in the background (``cmd & echo $! > NAME.pid``), if still up."""
+    for pidfile in work.glob("*.pid"):
+        with suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+
+
 # -- one page ------------------------------------------------------------------------------
 
 
@@ -218,7 +228,9 @@ def run(page: Path) -> int:
         }
         if REDIS_MARKER in text:
             (work / "redis").mkdir()
-            env["MOETRACK_BACKLOG"] = stack.enter_context(redis_server(work / "redis"))
+            url = stack.enter_context(redis_server(work / "redis"))
+            env["MOETRACK_BACKLOG"] = env["REDIS_URL"] = url
+        stack.callback(stop_background, work)  # before the services it may be using
         os.environ.update(env)
         os.chdir(work)
         document = sybil().parse(page)
