@@ -35,6 +35,25 @@ def init(
     Arguments left as ``None`` are read from ``MOETRACK_APP_ID``, ``MOETRACK_API_KEY``,
     ``MOETRACK_DATA_CENTER`` and ``MOETRACK_ENDPOINT``. Calling ``init()`` again shuts the
     previous default client down (flushing it) and replaces it.
+
+    Args:
+        app_id: the Data API app id.
+        api_key: the Data API key (never logged or shown in a repr).
+        data_center: ``"01"``, ``"02"`` or ``"03"`` (``https://api-0N.moengage.com``).
+        endpoint: any base URL instead (the emulator, a proxy); plain ``http`` only to
+            loopback.
+        **options: any client option (``flush_interval``, ``strict``, ``backlog``…).
+
+    Returns:
+        The new default :class:`~moetrack.Client`.
+
+    Raises:
+        ConfigurationError: an option has a wrong value; the message names it.
+
+    Example::
+
+        moetrack.init()                                   # everything from MOETRACK_*
+        moetrack.init(app_id, api_key, data_center="02", flush_interval=2.0)
     """
     global _default
     client = Client(app_id, api_key, data_center=data_center, endpoint=endpoint, **options)
@@ -82,10 +101,23 @@ device = _on_default(Client.device)
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Flush the default client; True when everything queued so far is done."""
+    """Flush the default client; True when everything queued so far is done.
+
+    See :meth:`Client.flush`: done means delivered, dropped or finally failed.
+
+    Args:
+        timeout: seconds to wait at most; ``None`` waits as long as it takes.
+    """
     return (_default or get_client()).flush(timeout)
 
 
 def shutdown(timeout: float | None = None) -> None:
-    """Flush and stop the default client; later calls are dropped as ``shutdown``."""
+    """Flush and stop the default client; later calls are dropped as ``shutdown``.
+
+    The exit hook does this for you; call it yourself where a process ends without one
+    (``os._exit``), or to stop tracking early.
+
+    Args:
+        timeout: seconds to spend flushing; default: the ``shutdown_timeout`` option.
+    """
     (_default or get_client()).shutdown(timeout)

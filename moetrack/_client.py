@@ -65,9 +65,18 @@ class Stats(NamedTuple):
 class Client:
     """Captures users, devices and events and delivers them through a background worker.
 
-    Takes the options of :func:`moetrack.init` (see the README's options table). Build one
-    per process (or use the default one through the module functions); it is safe to share
-    between threads and asyncio tasks.
+    Takes the options of :func:`moetrack.init` (listed on the documentation's Options page,
+    ``docs/reference/options.md``). Build one per process (or use the default one through the
+    module functions); it is safe to share between threads and asyncio tasks.
+
+    Raises:
+        ConfigurationError: an option has a wrong value; the message names it.
+
+    Example::
+
+        client = moetrack.Client(app_id, api_key, data_center="01", flush_interval=2.0)
+        client.track("Purchase", customer_id="user-42", price=3999)
+        client.flush(5)
     """
 
     def __init__(
@@ -127,7 +136,29 @@ class Client:
         user_timezone_offset: int | None = None,
         **attrs: Any,
     ) -> None:
-        """Track the event ``action`` with attributes from ``attributes`` and ``**attrs``."""
+        """Track the event ``action`` with attributes from ``attributes`` and ``**attrs``.
+
+        Returns at once: the record is queued and sent by the background worker. Never
+        raises and never blocks (unless ``on_full="block"``); a problem is counted in
+        :meth:`stats`, logged, passed to ``on_error`` and signalled.
+
+        Args:
+            action: the event name.
+            attributes: event attributes, merged under ``**attrs`` (an attribute named like
+                one of the keyword fields, such as ``platform``, goes here).
+            customer_id: the customer; default: the one bound by :func:`moetrack.context`.
+            device_id: the device, optional.
+            platform: ``ANDROID``, ``iOS``, ``web`` or ``unknown`` (any case).
+            app_version: the app's version, optional.
+            current_time: when it happened: epoch seconds, ISO 8601 or a ``datetime``;
+                default: now.
+            user_time: the user's local time, same forms, optional.
+            user_timezone_offset: the user's offset from UTC in whole seconds.
+            **attrs: more event attributes.
+
+        Raises:
+            ValidationError: only with ``strict=True``, for input the API would drop.
+        """
         try:
             ctx = get_ctx()
             if ctx.lazy:
@@ -171,7 +202,16 @@ class Client:
         customer_id: Any = None,
         **attrs: Any,
     ) -> None:
-        """Set user attributes (a User API element) of the customer in context or given."""
+        """Set user attributes (a User API element) of the customer in context or given.
+
+        Args:
+            attributes: user attributes, merged under ``**attrs``.
+            customer_id: the customer; default: the one bound by :func:`moetrack.context`.
+            **attrs: more user attributes.
+
+        Raises:
+            ValidationError: only with ``strict=True``.
+        """
         try:
             ctx = get_ctx()
             if ctx.lazy:
@@ -198,7 +238,18 @@ class Client:
         device_id: Any = None,
         **attrs: Any,
     ) -> None:
-        """Create or update a device profile (a Device API element); needs platform and push_id."""
+        """Create or update a device profile (a Device API element).
+
+        Args:
+            attributes: device attributes, merged under ``**attrs``; ``platform``
+                (``ANDROID``, ``iOS`` or ``web``) and ``push_id`` are required.
+            customer_id: the device's customer; default: the one in context.
+            device_id: the device; default: the one in context.
+            **attrs: more device attributes.
+
+        Raises:
+            ValidationError: only with ``strict=True``.
+        """
         try:
             ctx = get_ctx()
             if ctx.lazy:
@@ -335,14 +386,25 @@ class Client:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is delivered or finally failed.
 
-        Returns False if ``timeout`` seconds passed first (or the client was shut down with
-        records still pending).
+        "Done" means delivered, dropped or finally failed: check :meth:`stats` for which.
+        Records tracked after the call never satisfy it, and never hold it up.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            True once every record queued before the call is done (with ``backlog=``: stored
+            in Redis); False if ``timeout`` seconds passed first (or the client was shut down
+            with records still pending).
         """
         return self._worker.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush within ``timeout`` (default: the ``shutdown_timeout`` option), stop the
-        worker, close connections. Later calls are dropped as ``shutdown``. Idempotent."""
+        worker, close connections. Later calls are dropped as ``shutdown``. Idempotent.
+
+        What could not be delivered in time is counted as ``failed`` and logged once.
+        """
         if self._refuse == "shutdown":
             return
         if self._pid != _getpid():
@@ -367,7 +429,13 @@ class Client:
         _live_clients.discard(self)
 
     def stats(self) -> Stats:
-        """The counters now; see :class:`Stats`."""
+        """The counters now; see :class:`Stats`.
+
+        Example::
+
+            s = client.stats()
+            assert s.queued == s.sent + sum(s.dropped.values()) + s.failed + s.pending
+        """
         if self._pid != _getpid():
             self._forked()
         worker = self._worker

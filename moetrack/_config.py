@@ -1,6 +1,6 @@
 """Settings of a :class:`~moetrack.Client`: one frozen object, validated when it is built.
 
-Every option is keyword-only and documented in the README's options table. ``from_env()``
+Every option is keyword-only and documented on the documentation's Options page. ``from_env()``
 fills the credentials and the endpoint from ``MOETRACK_*`` variables for arguments left as
 ``None``. A wrong option raises :class:`~moetrack.ConfigurationError` naming it; missing
 credentials do not (the client then drops what it is given, with a reason, and warns once).

@@ -130,7 +130,29 @@ def _check(fields: Mapping[str, Any]) -> None:
 
 
 def bind(**fields: Any) -> contextvars.Token[Ctx]:
-    """Bind ``fields`` for the rest of the current context; undo with :func:`reset`."""
+    """Bind ``fields`` for the rest of the current context; undo with :func:`reset`.
+
+    For code that cannot use a ``with`` block (a middleware's before/after hooks).
+
+    Args:
+        **fields: ``customer_id``, ``device_id``, ``platform``, ``app_version``,
+            ``user_timezone_offset``, ``attributes``; each may be a zero-argument callable,
+            called only when something is tracked.
+
+    Returns:
+        A token for :func:`reset`.
+
+    Raises:
+        TypeError: a field that is not one of these.
+
+    Example::
+
+        token = moetrack.bind(customer_id=lambda: request.user.id)
+        try:
+            handle(request)
+        finally:
+            moetrack.reset(token)
+    """
     _check(fields)
     return _var.set(_var.get().merged(fields))
 
@@ -141,7 +163,13 @@ def reset(token: contextvars.Token[Ctx]) -> None:
 
 
 def current_context() -> Mapping[str, Any]:
-    """A read-only view of the fields bound now (callables are shown, not called)."""
+    """A read-only view of the fields bound now (callables are shown, not called).
+
+    Example::
+
+        with moetrack.context(customer_id="user-7"):
+            assert moetrack.current_context()["customer_id"] == "user-7"
+    """
     return MappingProxyType(_var.get().as_dict())
 
 
@@ -154,6 +182,26 @@ class context:
     is bound while it runs, not between its steps). One instance may be entered again while
     already entered (nested); for use from several threads at once, create one per use or use
     it as a decorator.
+
+    Inner contexts override outer ones field by field, and ``attributes`` merge key by key;
+    an explicit argument of ``track()`` beats them all.
+
+    Args:
+        **fields: ``customer_id``, ``device_id``, ``platform``, ``app_version``,
+            ``user_timezone_offset``, ``attributes`` (defaults merged into every tracked
+            event's attributes). Each may be a zero-argument callable, called on the
+            tracking thread when something is tracked.
+
+    Raises:
+        TypeError: a field that is not one of these.
+
+    Example::
+
+        with moetrack.context(customer_id="user-42", attributes={"plan": "pro"}):
+            moetrack.track("Purchase", price=3999)      # customer user-42, plan pro
+
+        @moetrack.context(platform="web")
+        def handle(request): ...
     """
 
     __slots__ = ("_fields", "_tokens")

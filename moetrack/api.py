@@ -173,6 +173,22 @@ class DataAPI(_DataAPIBase):
     open. TLS certificates are always verified by the client this object creates.
 
     Use it as a context manager or call :meth:`close`.
+
+    Raises:
+        APIError: from every method, for an error answer: one subclass per documented error
+            (``AuthenticationError`` for 401, ``RateLimitedError`` with ``retry_after`` for
+            429, ``ServerError`` for 5xx…), carrying ``status``, ``type`` and ``message``.
+        TransportError: no answer (a timeout, a refused or reset connection).
+        ConfigurationError: at construction, for a wrong option (timeout, data center,
+            endpoint, both transport and http_client).
+        ValidationError: a body that cannot be sent as given (not JSON-encodable, a single
+            object where the API wants a list).
+
+    Example::
+
+        with DataAPI(app_id, api_key, data_center="01") as api:
+            api.customer("user-42", {"name": "Asha", "plan": "pro"})
+            api.event("user-42", [{"action": "Purchase", "attributes": {"price": 3999}}])
     """
 
     _client: httpx.Client

@@ -18,6 +18,7 @@ class MoetrackConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
     default = True
 
     def ready(self) -> None:
+        """Django's start-up hook: ``moetrack.init(**client_options())``."""
         import moetrack
 
         from . import client_options

@@ -40,11 +40,12 @@ class CaptureTransport:
         self.bodies: list[bytes] = []
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+        """Keep ``body`` and answer 200 with the Data API's success body; nothing is sent."""
         self.bodies.append(body)
         return Response(200, {}, _OK)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the bodies stay readable after the client is shut down."""
 
 
 class Captured:
@@ -62,6 +63,8 @@ class Captured:
 
     @property
     def elements(self) -> list[dict[str, Any]]:
+        """Every element of every body, in the order sent (``type`` is ``customer``,
+        ``device`` or ``event``)."""
         return [e for body in self.bodies for e in body["elements"]]
 
     @property
@@ -82,10 +85,12 @@ class Captured:
 
     @property
     def users(self) -> list[dict[str, Any]]:
+        """The customer elements (from ``identify()``), as sent."""
         return [e for e in self.elements if e["type"] == "customer"]
 
     @property
     def devices(self) -> list[dict[str, Any]]:
+        """The device elements (from ``device()``), as sent."""
         return [e for e in self.elements if e["type"] == "device"]
 
 

@@ -225,10 +225,12 @@ class Emulator:
 
     @property
     def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
         return self._server is not None
 
     @property
     def host(self) -> str:
+        """The address the emulator listens on (loopback unless given)."""
         return self._host
 
     @property
