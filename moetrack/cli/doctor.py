@@ -56,10 +56,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def check(role: Role, url: str, out: Any = None) -> int:
     """Check one Redis for ``role``, print the findings to ``out``; the exit status."""
-    from ..redis.limiter import display_url
+    from ..redis.connection import redact_url
 
     out = sys.stdout if out is None else out
-    shown = display_url(url)
+    shown = redact_url(url)
     try:
         import redis
     except ImportError:

@@ -13,7 +13,8 @@ import redis
 from moetrack._config import Config
 from moetrack._pipeline.source import Stop
 from moetrack._report import Reporter
-from moetrack.redis.backlog import DEFAULT_PARTITIONS, BacklogWriter, Keys, partition_of
+from moetrack.redis.backlog import BacklogWriter
+from moetrack.redis.connection import DEFAULT_PARTITIONS, Keys, partition_of
 
 from ._fakes import ListSource, event
 from .conftest import RedisServer

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import moetrack
-from moetrack.redis.backlog import Keys
+from moetrack.redis.connection import Keys
 from moetrack.testing import Emulator
 
 from .conftest import RedisServer
