@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,19 +39,29 @@ __all__ = ["BacklogWriter"]
 CHUNK: Final = 500
 #: Longest wait between two attempts while Redis is unreachable, seconds.
 MAX_BACKOFF: Final = 2.0
+#: How long Redis remembers that a chunk was stored, ms: a retry of its append within that
+#: time stores nothing twice. Retries come within seconds of the first attempt unless Redis
+#: stays unreachable for longer than this.
+CHUNK_ID_TTL_MS: Final = 3_600_000
 
 # One round trip: the depth check against the cap and every XADD of a chunk, atomically, so a
-# chunk is stored whole or not at all. KEYS: the partition streams. ARGV: cap, then per item
-# partition (1-based), kind, customer_id, device_id ('' for none), payload. Returns how many
-# of the items were stored (the first ones; the rest would go over the cap).
+# chunk is stored whole or not at all, and once: the chunk's id is recorded (SET NX PX) with
+# the count stored, and a chunk whose id is recorded is not stored again (its append was
+# retried after an answer that never came). KEYS: the partition streams, then the chunk's id
+# key. ARGV: cap, the id's lifetime (ms), then per item partition (1-based), kind,
+# customer_id, device_id ('' for none), payload. Returns how many of the items were stored
+# (the first ones; the rest would go over the cap).
 _APPEND = """
+local idkey = KEYS[#KEYS]
+local done = redis.call('GET', idkey)
+if done then return tonumber(done) end
 local cap = tonumber(ARGV[1])
 local depth = 0
-for i = 1, #KEYS do depth = depth + redis.call('XLEN', KEYS[i]) end
-local n = (#ARGV - 1) / 5
+for i = 1, #KEYS - 1 do depth = depth + redis.call('XLEN', KEYS[i]) end
+local n = (#ARGV - 2) / 5
 local room = cap - depth
 if room < n then n = math.max(room, 0) end
-local j = 2
+local j = 3
 for i = 1, n do
   local key = KEYS[tonumber(ARGV[j])]
   if ARGV[j + 3] == '' then
@@ -62,6 +73,7 @@ for i = 1, n do
   end
   j = j + 5
 end
+redis.call('SET', idkey, n, 'NX', 'PX', ARGV[2])
 return n
 """
 
@@ -146,9 +158,10 @@ class BacklogWriter:
         """Append ``items``, then settle them: ack what was stored, fail what went over the
         cap. False (items released) if the stop's deadline came while Redis was down."""
         attempt = 0
+        chunk_id = uuid.uuid4().hex  # the same for every attempt of this chunk
         while True:
             try:
-                stored = self._append(items)
+                stored = self._append(items, chunk_id)
                 break
             except redis_errors() as exc:
                 self.retried += 1
@@ -204,10 +217,10 @@ class BacklogWriter:
             )
         return True
 
-    def _append(self, items: Sequence[Item]) -> int:
+    def _append(self, items: Sequence[Item], chunk_id: str) -> int:
         script, streams = self._connection()
         partitions = len(streams)
-        args: list[Any] = [self.cap]
+        args: list[Any] = [self.cap, CHUNK_ID_TTL_MS]
         for item in items:
             cid = item.customer_id
             args += (
@@ -217,4 +230,4 @@ class BacklogWriter:
                 item.device_id or "",
                 item.payload,
             )
-        return int(script(keys=streams, args=args))
+        return int(script(keys=[*streams, self.keys.chunk(chunk_id)], args=args))

@@ -7,8 +7,12 @@ that every script touches one Redis Cluster slot::
 
     mt:{<app_id>}:meta          hash: partitions (fixed once written; producers and relays agree)
     mt:{<app_id>}:p:<n>         stream: the items of the customers hashed to partition n
+    mt:{<app_id>}:chunk:<id>    string: how many items of an appended chunk were stored
+                                (expires; a retried append of the chunk stores nothing again)
+    mt:{<app_id>}:fence:<n>     counter: the token of partition n's latest lease
     mt:{<app_id>}:dead          stream: items the server refused for good, with its answer
-    mt:{<app_id>}:lease:<n>     string: the relay sending partition n (expires unless renewed)
+    mt:{<app_id>}:lease:<n>     string: the relay sending partition n and its token,
+                                ``<relay id>#<token>`` (expires unless renewed)
     mt:{<app_id>}:handoff:<n>   string: set by a relay that gave partition n up cleanly
     mt:{<app_id>}:relay:<id>    hash: one relay's heartbeat and counters (expires)
     mt:{<app_id>}:relays        sorted set: relay ids by last heartbeat
@@ -59,11 +63,17 @@ class Keys:
     def lease(self, n: int) -> str:
         return f"{self.base}:lease:{n}"
 
+    def fence(self, n: int) -> str:
+        return f"{self.base}:fence:{n}"
+
     def handoff(self, n: int) -> str:
         return f"{self.base}:handoff:{n}"
 
     def relay(self, relay_id: str) -> str:
         return f"{self.base}:relay:{relay_id}"
+
+    def chunk(self, chunk_id: str) -> str:
+        return f"{self.base}:chunk:{chunk_id}"
 
     def gcra(self, quota: str) -> str:
         return f"{self.base}:gcra:{quota}"
