@@ -326,7 +326,7 @@ def _status_of(client: Any, app_id: str) -> dict[str, Any]:
                 "partition": n,
                 "depth": length,
                 "pending": waiting,
-                "relay": lease.decode() if lease else None,
+                "relay": lease.decode().split("#")[0] if lease else None,
             }
         )
         depth += length

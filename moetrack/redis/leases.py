@@ -1,11 +1,20 @@
 """A relay's leases: which backlog partitions it may send, and for how long.
 
-Partition ``n`` is sent by the relay holding ``mt:{app}:lease:<n>`` (``SET NX PX``, renewed by
-a heartbeat thread). Each relay aims at its share of the partitions (their count over the
-live relays) and gives extra ones up when idle, so relays that start later get work. A relay
-gives its leases up when it exits, with a handoff note so that the next owner claims the
-pending entries at once; otherwise the next owner claims them (``XAUTOCLAIM``) once they have
-been idle ``claim_idle`` seconds.
+Partition ``n`` is sent by the relay holding ``mt:{app}:lease:<n>``, renewed by a heartbeat
+thread. Each new owner gets a **token**, a counter (``mt:{app}:fence:<n>``) that increases
+with every new lease; the lease holds ``<relay id>#<token>``. Everything a relay does to a
+partition in Redis (reading, acknowledging, dead-lettering, renewing, giving up) is a script
+that acts only while the lease still holds its token, so a relay that lost the lease (it
+froze longer than the lease lives: a GC pause, a stopped VM, a slow network) changes nothing.
+Sends to the API cannot be fenced by the server, so the relay sends a batch only while its
+lease is known to be valid: renewed less than ``VALID_SHARE`` of a lease's life ago, as
+measured on its own monotonic clock (which keeps counting while a process is stopped).
+
+Each relay aims at its share of the partitions (their count over the live relays) and gives
+extra ones up when idle, so relays that start later get work. A relay gives its leases up
+when it exits, with a handoff note so that the next owner claims the pending entries at
+once; otherwise the next owner claims them (``XAUTOCLAIM``) once they have been idle
+``claim_idle`` seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +41,33 @@ __all__ = ["GROUP", "LEASE_TTL", "Leases", "Partition"]
 GROUP: Final = "relays"
 #: Seconds a lease lives unless renewed; it is renewed three times per life.
 LEASE_TTL: Final = 10.0
+#: The share of a lease's life, counted from the start of its last renewal, during which the
+#: relay sends: the rest is a margin for the request to reach the server.
+VALID_SHARE: Final = 0.6
+
+# Take a free lease with the partition's next token. KEYS: lease, fence counter. ARGV: relay
+# id, life (ms). Returns the lease's value, or nil when another relay holds it.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local value = ARGV[1] .. '#' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return value
+"""
+# Forget consumers that have nothing pending and whose relay has no heartbeat record (it is
+# gone), atomically: a consumer that reads meanwhile cannot lose what it read. KEYS: the
+# stream, then each consumer's heartbeat key. ARGV: group, then the consumers' names.
+_FORGET = """
+local removed = 0
+for i = 2, #KEYS do
+  local name = ARGV[i]
+  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, name)
+  if #mine == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    removed = removed + 1
+  end
+end
+return removed
+"""
 
 # Renew the lease if it is still ours.
 _RENEW = """
@@ -55,9 +91,16 @@ return 0
 class Partition:
     """What a relay knows of one partition it leases."""
 
-    __slots__ = ("cursor", "lost", "outstanding", "ready")
+    __slots__ = ("cursor", "epoch", "lost", "outstanding", "ready", "token", "valid_until")
 
-    def __init__(self) -> None:
+    def __init__(self, token: str, valid_until: float) -> None:
+        #: The lease's value: this relay's id and the lease's token.
+        self.token = token
+        #: ``time.monotonic()`` until which the lease is surely ours (see VALID_SHARE).
+        self.valid_until = valid_until
+        #: Bumped whenever what was read is released: entries read before are stale, and
+        #: are dropped rather than sent (they are read again, in order).
+        self.epoch = 0
         #: Whether its pending entries are all ours (claimed) and it may be read.
         self.ready = False
         #: "0": read our pending entries first; ">": new entries.
@@ -96,8 +139,10 @@ class Leases:
         self.claim_idle = claim_idle
         self.on_down = on_down
         self.on_tick = on_tick
+        self._acquire = r.register_script(_ACQUIRE)
         self._renew = r.register_script(_RENEW)
         self._release = r.register_script(_RELEASE)
+        self._forget = r.register_script(_FORGET)
         self.partitions = 0
         self.owned: dict[int, Partition] = {}
         self.lock = threading.Lock()
@@ -136,8 +181,20 @@ class Leases:
                 clean = "1" if part.ready else "0"
                 self._release(
                     keys=[self.keys.lease(n), self.keys.handoff(n)],
-                    args=[self.id, handoff_ms, clean],
+                    args=[part.token, handoff_ms, clean],
                 )
+
+    def lose(self, n: int, token: str) -> None:
+        """Forget partition ``n`` if its lease is still ``token`` here: Redis said that it
+        is not ours any more."""
+        with self.lock:
+            part = self.owned.get(n)
+            if part is not None and part.token == token:
+                del self.owned[n]
+                part.lost = True
+            else:
+                return
+        self.reporter.log(logging.WARNING, "relay_lease", "relay %s lost partition %d", self.id, n)
 
     def ready(self) -> list[int]:
         """The partitions held and claimed, in order."""
@@ -180,16 +237,16 @@ class Leases:
             live = int(pipe.execute()[2])
         # Renew what we hold; forget what we lost.
         with self.lock:
-            held = list(self.owned)
-        for n in held:
-            if not self._renew(keys=[keys.lease(n)], args=[self.id, ttl_ms]):
+            held = [(n, p.token) for n, p in self.owned.items()]
+        for n, token in held:
+            started = time.monotonic()
+            if self._renew(keys=[keys.lease(n)], args=[token, ttl_ms]):
                 with self.lock:
-                    part = self.owned.pop(n, None)
-                    if part is not None:
-                        part.lost = True
-                self.reporter.log(
-                    logging.WARNING, "relay_lease", "relay %s lost partition %d", self.id, n
-                )
+                    part = self.owned.get(n)
+                    if part is not None and part.token == token:
+                        part.valid_until = started + VALID_SHARE * self.lease_ttl
+            else:
+                self.lose(n, token)
         self._last_renewal = time.monotonic()
         share = math.ceil(self.partitions / max(1, live))
         # Give extra partitions up so that newer relays get their share: stop reading them,
@@ -209,7 +266,7 @@ class Leases:
         for n, part in given:
             self._release(
                 keys=[keys.lease(n), keys.handoff(n)],
-                args=[self.id, max(1, int(self.claim_idle * 4000)), "1" if part.ready else "0"],
+                args=[part.token, max(1, int(self.claim_idle * 4000)), "1" if part.ready else "0"],
             )
             count -= 1
         # Take free ones up to our share, starting at a place of our own.
@@ -222,9 +279,12 @@ class Leases:
                 with self.lock:
                     if n in self.owned:
                         continue
-                if r.set(keys.lease(n), self.id, nx=True, px=ttl_ms):
+                started = time.monotonic()
+                value = self._acquire(keys=[keys.lease(n), keys.fence(n)], args=[self.id, ttl_ms])
+                if value:
+                    token = text(value)
                     with self.lock:
-                        self.owned[n] = Partition()
+                        self.owned[n] = Partition(token, started + VALID_SHARE * self.lease_ttl)
                     count += 1
         # Claim the pending entries of partitions taken over.
         with self.lock:
@@ -260,11 +320,14 @@ class Leases:
             return False
         if handoff is not None:
             r.delete(self.keys.handoff(n))
-        # Consumers left with nothing pending are gone relays: forget them.
-        for c in r.xinfo_consumers(key, GROUP):
-            name = text(c["name"])
-            if name != self.id and int(c["pending"]) == 0:
-                r.xgroup_delconsumer(key, GROUP, name)
+        # Consumers of relays that are gone, with nothing pending: forget them. A relay that
+        # may still be alive (it has a heartbeat record) is never forgotten.
+        names = [text(c["name"]) for c in r.xinfo_consumers(key, GROUP)]
+        names = [name for name in names if name != self.id]
+        if names:
+            self._forget(
+                keys=[key, *(self.keys.relay(name) for name in names)], args=[GROUP, *names]
+            )
         return True
 
 

@@ -28,10 +28,14 @@ backlog is deep), the shared limiter, and the acknowledgement.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._exceptions import MoetrackError, TransportError
 from .._pipeline.sender import Sender
 from .._pipeline.source import Stop
+from .._wire.encode import Batch, Packer
+from .._wire.records import Item
 from .._wire.transport import HTTPTransport
 from .leases import LEASE_TTL
 from .source import RelaySource, is_permanent
@@ -39,14 +43,135 @@ from .source import RelaySource, is_permanent
 if TYPE_CHECKING:
     from .._config import Config
     from .._pipeline.limiter import Limiter
+    from .._pipeline.source import Source
     from .._report import Reporter
     from .._wire.transport import Transport
 
-__all__ = ["Relay", "RelaySource", "is_permanent"]
+__all__ = ["RELAY_RETRY_DEADLINE", "Relay", "RelaySource", "is_permanent"]
+
+#: A relay retries a batch until it is delivered: the backlog is durable. A batch given up
+#: on anyway (a retry deadline set shorter) is read again before anything later of its
+#: partition is sent: everything read after it is dropped unsent and read again in order.
+RELAY_RETRY_DEADLINE: Final = 7 * 24 * 3600.0
+
+
+class PartitionPacker(Packer):
+    """A packer whose batches hold one partition's entries: one lease decides for the whole
+    batch whether it may be sent."""
+
+    __slots__ = ("_partition",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._partition = -1
+
+    def add(self, item: Item) -> bool:
+        n = cast("tuple[int, bytes, str, int]", item.ref)[0]
+        if self.items and n != self._partition:
+            return False
+        if super().add(item):
+            self._partition = n
+            return True
+        return False
+
+
+class _Fence:
+    """The relay's Stop, seen by one batch: it also ends (the batch is released unsent) once
+    the batch may no longer be sent (see :meth:`RelaySource.current`)."""
+
+    __slots__ = ("_current", "_stop", "fenced")
+
+    def __init__(self, stop: Stop, current: Callable[[], bool]) -> None:
+        self._stop = stop
+        self._current = current
+        self.fenced = False
+
+    @property
+    def requested(self) -> bool:
+        return self._stop.requested
+
+    @property
+    def drain(self) -> bool:
+        return self._stop.drain
+
+    @property
+    def deadline(self) -> float | None:
+        return self._stop.deadline
+
+    def request(self, timeout: float | None = None, *, drain: bool = True) -> None:
+        self._stop.request(timeout, drain=drain)
+
+    def remaining(self) -> float | None:
+        return self._stop.remaining()
+
+    def expired(self) -> bool:
+        if self._stop.expired():
+            return True
+        if not self._current():
+            self.fenced = True
+        return self.fenced
+
+
+class RelaySender(Sender):
+    """The sender of a relay: batches of one partition, each sent only while the relay holds
+    that partition's lease, checked before every attempt (the first and each retry) and
+    again just before the request goes out. A batch that fails the check is dropped unsent
+    and never retried; its entries are sent by the partition's owner."""
+
+    def __init__(self, relay_source: RelaySource, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.relay_source = relay_source
+        self._batch: Sequence[Item] | None = None
+        #: Batches dropped unsent because the lease was lost, or what they held was stale.
+        self.fenced = 0
+
+    def packer(self) -> Packer:
+        config = self.config
+        return PartitionPacker(
+            config.max_batch_bytes,
+            config.max_batch_size,
+            config.users_per_minute,
+            config.events_per_minute,
+        )
+
+    def send(
+        self,
+        batch: Batch,
+        source: Source,
+        stop: Stop,
+        *,
+        charged: bool = False,
+        first_attempt: float | None = None,
+    ) -> bool:
+        fence = _Fence(stop, lambda: self.relay_source.current(batch.items))
+        outer, self._batch = self._batch, batch.items
+        try:
+            sent = super().send(
+                batch, source, cast(Stop, fence), charged=charged, first_attempt=first_attempt
+            )
+        finally:
+            self._batch = outer
+        if not sent and fence.fenced and not stop.expired():
+            self.fenced += 1
+            # Released unsent (the source dropped it): go on with what is current.
+            return not (stop.requested and not stop.drain)
+        return sent
+
+    def _post(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
+        batch = self._batch
+        if batch is not None and not self.relay_source.current(batch):
+            # The lease ran out between the check and now: nothing goes out. The retry that
+            # follows finds the fence closed and releases the batch.
+            return 0, TransportError("not sent: the relay no longer holds the lease"), None
+        return super()._post(body, timeout)
 
 
 class Relay:
-    """One relay process: a sender over a :class:`RelaySource`, until ``stop``."""
+    """One relay process: a sender over a :class:`RelaySource`, until ``stop``.
+
+    ``retry_deadline`` (default 7 days, as ``moetrack relay``) replaces the config's: how long
+    a batch is retried before it is given up on for now (left pending and read again first).
+    """
 
     def __init__(
         self,
@@ -59,7 +184,9 @@ class Relay:
         lease_ttl: float = LEASE_TTL,
         claim_idle: float | None = None,
         relay_id: str | None = None,
+        retry_deadline: float = RELAY_RETRY_DEADLINE,
     ) -> None:
+        config = config._replace(retry_deadline=retry_deadline)
         self.config = config
         self.reporter = reporter
         self.stop = Stop()
@@ -74,7 +201,7 @@ class Relay:
         )
         if transport is None:
             transport = HTTPTransport()
-        self.sender = Sender(config, transport, reporter, limiter)
+        self.sender = RelaySender(self.source, config, transport, reporter, limiter)
         self.source.extra = self._sender_counters
 
     def _sender_counters(self) -> dict[str, float]:

@@ -43,6 +43,62 @@ __all__ = ["BLOCK", "RelaySource", "is_permanent"]
 
 #: Longest single blocking read, seconds (a stop or a new lease is noticed within it).
 BLOCK: Final = 0.5
+#: What a settling script answers when the lease does not hold the caller's token.
+FENCED: Final = -1
+
+# Read partitions whose leases still hold our tokens. KEYS: the leases, then the streams, in
+# the same order. ARGV: group, consumer, count, then per partition token and cursor ("0":
+# our pending entries; ">": new ones). Returns per partition its entries ({id, {field,
+# value, ...}}, the fields nil for an entry deleted while pending), or nil when the lease
+# is not ours.
+_READ = """
+local k = #KEYS / 2
+local out = {}
+for i = 1, k do
+  if redis.call('GET', KEYS[i]) == ARGV[2 + 2 * i] then
+    local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+      'STREAMS', KEYS[k + i], ARGV[3 + 2 * i])
+    if got then out[i] = got[1][2] else out[i] = {} end
+  else
+    out[i] = false
+  end
+end
+return out
+"""
+# Acknowledge and delete delivered entries, atomically, while the lease holds our token.
+# KEYS: lease, stream. ARGV: token, group, entry ids. Returns the entries deleted, or -1.
+_ACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
+return redis.call('XDEL', KEYS[2], unpack(ARGV, 3))
+"""
+# Move entries refused for good to the dead-letter stream with the server's answer, then
+# acknowledge and delete them, atomically, while the lease holds our token; an entry no
+# longer pending (a repeated call) is not moved twice. KEYS: lease, stream, dead-letter
+# stream. ARGV: token, group, partition, status, error type, error, failed at (ms), then per
+# entry its id, kind, customer_id, device_id ('' for none), payload. Returns the entries
+# moved, or -1.
+_DEAD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local moved = 0
+for j = 8, #ARGV, 5 do
+  local id = ARGV[j]
+  if redis.call('XACK', KEYS[2], ARGV[2], id) == 1 then
+    local f = {'kind', ARGV[j + 1], 'customer_id', ARGV[j + 2]}
+    if ARGV[j + 3] ~= '' then
+      f[#f + 1] = 'device_id'
+      f[#f + 1] = ARGV[j + 3]
+    end
+    local rest = {'payload', ARGV[j + 4], 'partition', ARGV[3], 'entry', id, 'status', ARGV[4],
+      'error_type', ARGV[5], 'error', ARGV[6], 'failed_at', ARGV[7]}
+    for _, v in ipairs(rest) do f[#f + 1] = v end
+    redis.call('XADD', KEYS[3], '*', unpack(f))
+    moved = moved + 1
+  end
+  redis.call('XDEL', KEYS[2], id)
+end
+return moved
+"""
 #: Waits between attempts while Redis cannot be reached: while starting or settling, and
 #: while reading (cut to the read's own timeout).
 REDIS_BACKOFF: Final = RetryPolicy(backoff=0.1, backoff_max=2.0)
@@ -99,6 +155,11 @@ class RelaySource:
         )
         self._owned = self.leases.owned
         self._lock = self.leases.lock
+        self._read_script = self.r.register_script(_READ)
+        self._ack = self.r.register_script(_ACK)
+        self._dead = self.r.register_script(_DEAD)
+        #: The last entry id seen per partition (where a blocking wait for new ones starts).
+        self._last_id: dict[int, bytes] = {}
         self._buffer: deque[Item] = deque()
         self._wake = threading.Event()
         self._closed = False
@@ -182,59 +243,62 @@ class RelaySource:
     def due(self) -> bool:
         return not self._buffer
 
+    def current(self, items: Sequence[Item]) -> bool:
+        """Whether ``items`` may be sent now: read under the lease this relay still holds,
+        not released since, and the lease surely valid for a while yet. The relay's sender
+        asks before each attempt (the first and every retry) of each batch."""
+        now = time.monotonic()
+        with self._lock:
+            for item in items:
+                n, _, token, epoch = _ref(item)
+                part = self._owned.get(n)
+                if part is None or part.token != token or part.epoch != epoch:
+                    return False
+                if now >= part.valid_until:
+                    return False
+        return True
+
     def ack(self, items: Sequence[Item]) -> None:
-        by_part = _by_partition(items)
-
-        def settle(pipe: Any) -> None:
-            for n, ids in by_part.items():
-                key = self.keys.partition(n)
-                pipe.xack(key, GROUP, *ids)
-                pipe.xdel(key, *ids)
-
-        self._write(settle, transaction=False)
-        self._settled(by_part, None)
+        for (n, token, epoch), ids in _groups(items).items():
+            done = self._settle(
+                self._ack,
+                [self.keys.lease(n), self.keys.partition(n)],
+                [
+                    token,
+                    GROUP,
+                    *ids,
+                ],
+            )
+            if done == FENCED:
+                self.leases.lose(n, token)  # the next owner sends them again
+            else:
+                self._settled(n, token, epoch, len(ids))
         self.delivered += len(items)
 
     def fail(self, items: Sequence[Item], error: MoetrackError, reason: str | None = None) -> None:
-        by_part = _by_partition(items)
         if not is_permanent(error):
-            self._settled(by_part, "0")
-            self.deferred += len(items)
+            self.deferred += self._rewind(items)
             return
         cause = getattr(error, "cause", None) or error
         status = getattr(cause, "status", 0)
         answer = getattr(cause, "message", None) or str(cause)
         error_type = getattr(cause, "type", "") or ""
         now_ms = int(time.time() * 1000)
-
-        def settle(pipe: Any) -> None:
-            for item in items:
-                n, entry_id = _ref(item)
-                fields: dict[str, Any] = {
-                    "kind": item.kind,
-                    "customer_id": item.customer_id,
-                    "payload": item.payload,
-                    "partition": n,
-                    "entry": entry_id,
-                    "status": status,
-                    "error_type": error_type,
-                    "error": answer,
-                    "failed_at": now_ms,
-                }
-                if item.device_id is not None:
-                    fields["device_id"] = item.device_id
-                pipe.xadd(self.keys.dead, fields)
-            for n, ids in by_part.items():
-                key = self.keys.partition(n)
-                pipe.xack(key, GROUP, *ids)
-                pipe.xdel(key, *ids)
-
-        self._write(settle, transaction=True)
-        self._settled(by_part, None)
-        self.failed += len(items)
+        by_ref = {_ref(item)[:2]: item for item in items}
+        for (n, token, epoch), ids in _groups(items).items():
+            args: list[Any] = [token, GROUP, n, status, error_type, answer, now_ms]
+            for entry_id in ids:
+                item = by_ref[(n, entry_id)]
+                args += (entry_id, item.kind, item.customer_id, item.device_id or "", item.payload)
+            keys = [self.keys.lease(n), self.keys.partition(n), self.keys.dead]
+            if self._settle(self._dead, keys, args) == FENCED:
+                self.leases.lose(n, token)
+                continue
+            self._settled(n, token, epoch, len(ids))
+            self.failed += len(ids)
 
     def release(self, items: Sequence[Item]) -> None:
-        self._settled(_by_partition(items), "0")
+        self._rewind(items)
 
     def wait(self, seconds: float) -> None:
         if seconds > 0 and not self._closed:
@@ -243,49 +307,80 @@ class RelaySource:
     # -- reading ------------------------------------------------------------------------------
 
     def _hand(self, limit: int) -> list[Item]:
+        """Up to ``limit`` items from the buffer; stale ones (read under a lease or an epoch
+        that has ended) are dropped: they are read again, in order, by whoever sends them."""
         buffer = self._buffer
-        return [buffer.popleft() for _ in range(min(limit, len(buffer)))]
+        out: list[Item] = []
+        with self._lock:
+            while buffer and len(out) < limit:
+                item = buffer.popleft()
+                n, _, token, epoch = _ref(item)
+                part = self._owned.get(n)
+                if part is not None and part.token == token and part.epoch == epoch:
+                    out.append(item)
+        return out
+
+    def _readable(self) -> dict[int, tuple[str, str, int]]:
+        """Partitions that may be read now: ``n -> (cursor, token, epoch)``."""
+        now = time.monotonic()
+        with self._lock:
+            return {
+                n: (p.cursor, p.token, p.epoch)
+                for n, p in self._owned.items()
+                if p.ready and not p.lost and p.outstanding == 0 and now < p.valid_until
+            }
 
     def _read(self, limit: int, block: float) -> None:
-        """One XREADGROUP over the readable partitions (history first), into the buffer."""
-        with self._lock:
-            readable = {
-                n: p.cursor
-                for n, p in self._owned.items()
-                if p.ready and not p.lost and p.outstanding == 0
-            }
+        """Read the readable partitions (history first) into the buffer, in one script that
+        reads only those whose lease still holds this relay's token. With ``block``, first
+        wait up to that long for new entries (a plain XREAD, which changes nothing)."""
+        readable = self._readable()
         if block:
-            readable = {n: c for n, c in readable.items() if c == ">"}
-        if not readable:
-            if block:
+            waiting = {
+                self.keys.partition(n): self._last_id.get(n, "$")
+                for n, (cursor, _, _) in readable.items()
+                if cursor == ">"
+            }
+            if not waiting:
                 self._wake.wait(min(block, 0.1))
+                return
+            woken = self.r.xread(waiting, count=1, block=max(1, int(block * 1000)))  # type: ignore[arg-type]
+            for raw_key, entries in _stream_lists(woken):
+                if entries:
+                    self._last_id[int(raw_key.rsplit(b":", 1)[1])] = entries[-1][0]
+            readable = self._readable()
+        if not readable:
             return
-        streams = {self.keys.partition(n): c for n, c in readable.items()}
+        order = sorted(readable)
+        keys = [self.keys.lease(n) for n in order] + [self.keys.partition(n) for n in order]
         # About one full request per partition: less would make small batches, more would
         # only sit in the buffer.
         count = max(1, min(limit, int(self.config.max_batch_bytes / (self._avg_size + 40)) + 1))
-        response = self.r.xreadgroup(
-            GROUP,
-            self.id,
-            streams,  # type: ignore[arg-type]
-            count=count,
-            block=max(1, int(block * 1000)) if block else None,
-        )
-        gone: dict[int, list[bytes]] = defaultdict(list)
+        args: list[Any] = [GROUP, self.id, count]
+        for n in order:
+            cursor, token, _ = readable[n]
+            args += (token, cursor)
+        answer = self._read_script(keys=keys, args=args)
+        gone: list[tuple[int, str, int, list[bytes]]] = []
         size = 0
         got = 0
-        for raw_key, entries in _stream_lists(response):
-            n = int(raw_key.rsplit(b":", 1)[1])
+        for n, entries in zip(order, answer, strict=True):
+            cursor, token, epoch = readable[n]
+            if entries is None:  # the lease is not ours any more
+                self.leases.lose(n, token)
+                continue
+            dead: list[bytes] = []
             with self._lock:
                 part = self._owned.get(n)
-                if part is None:
-                    continue  # given up meanwhile: the entries stay pending for the next owner
-                if readable.get(n) == "0" and not entries:
+                if part is None or part.token != token or part.epoch != epoch:
+                    continue  # given up meanwhile: the entries stay pending
+                if cursor == "0" and not entries:
                     part.cursor = ">"
-                for entry_id, fields in entries:
-                    if not fields:  # deleted while pending
-                        gone[n].append(entry_id)
+                for entry_id, flat in entries:
+                    if not flat:  # deleted while pending
+                        dead.append(entry_id)
                         continue
+                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
                     payload = fields[b"payload"]
                     device = fields.get(b"device_id")
                     self._buffer.append(
@@ -294,45 +389,68 @@ class RelaySource:
                             fields[b"customer_id"].decode("utf-8", "surrogatepass"),
                             device.decode("utf-8", "surrogatepass") if device else None,
                             payload,
-                            (n, entry_id),
+                            (n, entry_id, token, epoch),
                         )
                     )
                     part.outstanding += 1
                     size += len(payload)
                     got += 1
+                if entries and cursor == ">":
+                    self._last_id[n] = entries[-1][0]
+            if dead:
+                gone.append((n, token, epoch, dead))
         if got:
             self._avg_size = 0.8 * self._avg_size + 0.2 * (size / got)
-        if gone:
-            with self.r.pipeline(transaction=False) as pipe:
-                for n, ids in gone.items():
-                    pipe.xack(self.keys.partition(n), GROUP, *ids)
-                pipe.execute()
+        for n, token, _, ids in gone:
+            self._settle(
+                self._ack,
+                [self.keys.lease(n), self.keys.partition(n)],
+                [
+                    token,
+                    GROUP,
+                    *ids,
+                ],
+            )
 
-    def _settled(self, by_part: dict[int, list[bytes]], cursor: str | None) -> None:
+    # -- settling -----------------------------------------------------------------------------
+
+    def _settled(self, n: int, token: str, epoch: int, count: int) -> None:
         with self._lock:
-            for n, ids in by_part.items():
-                part = self._owned.get(n)
-                if part is None:
-                    continue
-                part.outstanding = max(0, part.outstanding - len(ids))
-                if cursor is not None:
-                    part.cursor = cursor
+            part = self._owned.get(n)
+            if part is not None and part.token == token and part.epoch == epoch:
+                part.outstanding = max(0, part.outstanding - count)
 
-    def _write(self, fill: Callable[[Any], None], *, transaction: bool) -> None:
-        """Run one pipeline until it succeeds; while Redis is down, wait and try again (a
-        settlement lost here would only send the batch again)."""
+    def _rewind(self, items: Sequence[Item]) -> int:
+        """Items not sent (released, or given up on for now): their partition is read again
+        from its pending entries, and everything read from it since is stale (dropped before
+        it is sent), so no later entry of their customers goes before them. Returns how many
+        of ``items`` were current."""
+        current = 0
+        with self._lock:
+            for (n, token, epoch), ids in _groups(items).items():
+                part = self._owned.get(n)
+                if part is not None and part.token == token and part.epoch == epoch:
+                    part.epoch += 1
+                    part.cursor = "0"
+                    part.outstanding = 0
+                    current += len(ids)
+        return current
+
+    def _settle(self, script: Any, keys: list[str], args: list[Any]) -> int:
+        """Run a settling script until it answers; while Redis is down, wait and try again (a
+        settlement lost here would only send the batch again). Each script acts only while
+        the lease still holds the caller's token (FENCED otherwise), and does nothing twice
+        when run again."""
         attempt = 0
         while True:
             try:
-                with self.r.pipeline(transaction=transaction) as pipe:
-                    fill(pipe)
-                    pipe.execute()
+                result = int(script(keys=keys, args=args))
                 self._up()
-                return
+                return result
             except redis_errors() as exc:
                 self._down(exc)
                 if self.stop.expired() or self._closed:
-                    return
+                    return 0
                 self._wake.wait(REDIS_BACKOFF.step(attempt))
                 attempt += 1
 
@@ -392,16 +510,17 @@ class RelaySource:
         return values
 
 
-def _by_partition(items: Sequence[Item]) -> dict[int, list[bytes]]:
-    out: dict[int, list[bytes]] = defaultdict(list)
+def _groups(items: Sequence[Item]) -> dict[tuple[int, str, int], list[bytes]]:
+    """Entry ids by (partition, lease token, epoch), in order."""
+    out: dict[tuple[int, str, int], list[bytes]] = defaultdict(list)
     for item in items:
-        n, entry_id = _ref(item)
-        out[n].append(entry_id)
+        n, entry_id, token, epoch = _ref(item)
+        out[(n, token, epoch)].append(entry_id)
     return out
 
 
-def _ref(item: Item) -> tuple[int, bytes]:
-    ref: tuple[int, bytes] = item.ref  # type: ignore[assignment]
+def _ref(item: Item) -> tuple[int, bytes, str, int]:
+    ref: tuple[int, bytes, str, int] = item.ref  # type: ignore[assignment]
     return ref
 
 
