@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .._report import logger
+from . import scripts
 from .connection import Keys, read_partitions, redis_errors
 
 if TYPE_CHECKING:
@@ -44,48 +45,6 @@ LEASE_TTL: Final = 10.0
 #: The share of a lease's life, counted from the start of its last renewal, during which the
 #: relay sends: the rest is a margin for the request to reach the server.
 VALID_SHARE: Final = 0.6
-
-# Take a free lease with the partition's next token. KEYS: lease, fence counter. ARGV: relay
-# id, life (ms). Returns the lease's value, or nil when another relay holds it.
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local value = ARGV[1] .. '#' .. redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-return value
-"""
-# Forget consumers that have nothing pending and whose relay has no heartbeat record (it is
-# gone), atomically: a consumer that reads meanwhile cannot lose what it read. KEYS: the
-# stream, then each consumer's heartbeat key. ARGV: group, then the consumers' names.
-_FORGET = """
-local removed = 0
-for i = 2, #KEYS do
-  local name = ARGV[i]
-  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, name)
-  if #mine == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
-    removed = removed + 1
-  end
-end
-return removed
-"""
-
-# Renew the lease if it is still ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-# Give the lease up if it is still ours; with ARGV[3] = '1' leave a handoff note so that the
-# next owner claims our pending entries at once.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if ARGV[3] == '1' then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
-  return 1
-end
-return 0
-"""
 
 
 class Partition:
@@ -139,10 +98,10 @@ class Leases:
         self.claim_idle = claim_idle
         self.on_down = on_down
         self.on_tick = on_tick
-        self._acquire = r.register_script(_ACQUIRE)
-        self._renew = r.register_script(_RENEW)
-        self._release = r.register_script(_RELEASE)
-        self._forget = r.register_script(_FORGET)
+        self._acquire = r.register_script(scripts.ACQUIRE)
+        self._renew = r.register_script(scripts.RENEW)
+        self._release = r.register_script(scripts.RELEASE)
+        self._forget = r.register_script(scripts.FORGET)
         self.partitions = 0
         self.owned: dict[int, Partition] = {}
         self.lock = threading.Lock()

@@ -12,9 +12,14 @@ hosts, share one backlog:
 - **Order per customer** (:mod:`moetrack.redis.source`). A customer lives in one partition,
   one relay sends a partition at a time, and a partition's next entries are read only once
   everything read before from it has been settled. The sender keeps one batch in flight.
-- **Settling.** Delivered: acknowledged and deleted. Refused for good: moved to the
-  dead-letter stream. Given up after the retry deadline, or released at a stop: left
-  pending, read again first.
+- **Fencing.** Each lease carries a token that grows with each new owner; reads and
+  settlements are scripts that act only while the lease holds the caller's token, and a
+  batch is sent only while the lease is surely valid (checked before each attempt). A
+  relay that lost a lease (frozen longer than it lives) drops what it read of that
+  partition: it sends none of it, settles none of it, retries none of it.
+- **Settling.** Delivered: acknowledged and deleted, in one script. Refused for good: moved
+  to the dead-letter stream. Given up after the retry deadline (7 days by default), or
+  released at a stop: left pending, read again before anything later of its partition.
 - **Crash recovery.** A relay that takes a partition over first claims its pending entries
   (``XAUTOCLAIM``): at once if the previous owner handed it over cleanly, otherwise once they
   have been idle ``claim_idle`` seconds (a few times the HTTP timeout, so a request still in

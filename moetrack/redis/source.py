@@ -1,15 +1,22 @@
 """A relay's source: the backlog entries of the partitions it leases, and their settling.
 
-:class:`RelaySource` is the :class:`~moetrack._pipeline.source.Source` a relay's sender
-takes batches from. It reads (``XREADGROUP``) only partitions whose leases it holds
+One concern, one class: :class:`RelaySource` is the :class:`~moetrack._pipeline.source.Source`
+a relay's sender takes batches from. It reads only partitions whose leases it holds
 (:mod:`moetrack.redis.leases`), history first, and a partition's next entries only once
-everything read before from it has been settled, so each customer's order is kept:
+everything read before from it has been settled, so each customer's order is kept. Every
+read and every settlement is a script that acts only while the lease holds this relay's
+token (:mod:`moetrack.redis.scripts`):
 
-- delivered (2xx): ``XACK`` and ``XDEL`` in one round trip;
+- delivered (2xx): ``XACK`` and ``XDEL`` in one script;
 - refused for good (a status the sender does not retry, such as a 4xx other than 429, or a
-  single element too large): the entry goes to the dead-letter stream ``mt:{app}:dead`` with
-  the server's answer, then ``XACK`` and ``XDEL``, atomically;
-- given up after the retry deadline, or released at a stop: left pending, read again first.
+  single element too large): moved to the dead-letter stream ``mt:{app}:dead`` with the
+  server's answer, acknowledged and deleted, in one script;
+- given up after the retry deadline, or released: left pending, and the partition is read
+  again from its pending entries; whatever was read from it after them is dropped unsent
+  (an *epoch* ends), so no later entry of their customers passes them;
+- read under a lease that has since ended: dropped, never sent, never settled.
+
+Before each attempt to send a batch the sender asks :meth:`RelaySource.current`.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._exceptions import APIError, MoetrackError
 from .._pipeline.retry import RetryPolicy
 from .._wire.records import Item
-from . import metrics
+from . import metrics, scripts
 from .connection import Keys, connect, redact_url, redis_errors
 from .leases import GROUP, LEASE_TTL, Leases
 
@@ -43,62 +50,6 @@ __all__ = ["BLOCK", "RelaySource", "is_permanent"]
 
 #: Longest single blocking read, seconds (a stop or a new lease is noticed within it).
 BLOCK: Final = 0.5
-#: What a settling script answers when the lease does not hold the caller's token.
-FENCED: Final = -1
-
-# Read partitions whose leases still hold our tokens. KEYS: the leases, then the streams, in
-# the same order. ARGV: group, consumer, count, then per partition token and cursor ("0":
-# our pending entries; ">": new ones). Returns per partition its entries ({id, {field,
-# value, ...}}, the fields nil for an entry deleted while pending), or nil when the lease
-# is not ours.
-_READ = """
-local k = #KEYS / 2
-local out = {}
-for i = 1, k do
-  if redis.call('GET', KEYS[i]) == ARGV[2 + 2 * i] then
-    local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-      'STREAMS', KEYS[k + i], ARGV[3 + 2 * i])
-    if got then out[i] = got[1][2] else out[i] = {} end
-  else
-    out[i] = false
-  end
-end
-return out
-"""
-# Acknowledge and delete delivered entries, atomically, while the lease holds our token.
-# KEYS: lease, stream. ARGV: token, group, entry ids. Returns the entries deleted, or -1.
-_ACK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
-return redis.call('XDEL', KEYS[2], unpack(ARGV, 3))
-"""
-# Move entries refused for good to the dead-letter stream with the server's answer, then
-# acknowledge and delete them, atomically, while the lease holds our token; an entry no
-# longer pending (a repeated call) is not moved twice. KEYS: lease, stream, dead-letter
-# stream. ARGV: token, group, partition, status, error type, error, failed at (ms), then per
-# entry its id, kind, customer_id, device_id ('' for none), payload. Returns the entries
-# moved, or -1.
-_DEAD = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local moved = 0
-for j = 8, #ARGV, 5 do
-  local id = ARGV[j]
-  if redis.call('XACK', KEYS[2], ARGV[2], id) == 1 then
-    local f = {'kind', ARGV[j + 1], 'customer_id', ARGV[j + 2]}
-    if ARGV[j + 3] ~= '' then
-      f[#f + 1] = 'device_id'
-      f[#f + 1] = ARGV[j + 3]
-    end
-    local rest = {'payload', ARGV[j + 4], 'partition', ARGV[3], 'entry', id, 'status', ARGV[4],
-      'error_type', ARGV[5], 'error', ARGV[6], 'failed_at', ARGV[7]}
-    for _, v in ipairs(rest) do f[#f + 1] = v end
-    redis.call('XADD', KEYS[3], '*', unpack(f))
-    moved = moved + 1
-  end
-  redis.call('XDEL', KEYS[2], id)
-end
-return moved
-"""
 #: Waits between attempts while Redis cannot be reached: while starting or settling, and
 #: while reading (cut to the read's own timeout).
 REDIS_BACKOFF: Final = RetryPolicy(backoff=0.1, backoff_max=2.0)
@@ -155,9 +106,9 @@ class RelaySource:
         )
         self._owned = self.leases.owned
         self._lock = self.leases.lock
-        self._read_script = self.r.register_script(_READ)
-        self._ack = self.r.register_script(_ACK)
-        self._dead = self.r.register_script(_DEAD)
+        self._read_script = self.r.register_script(scripts.READ)
+        self._ack = self.r.register_script(scripts.ACK)
+        self._dead = self.r.register_script(scripts.DEAD)
         #: The last entry id seen per partition (where a blocking wait for new ones starts).
         self._last_id: dict[int, bytes] = {}
         self._buffer: deque[Item] = deque()
@@ -269,7 +220,7 @@ class RelaySource:
                     *ids,
                 ],
             )
-            if done == FENCED:
+            if done == scripts.FENCED:
                 self.leases.lose(n, token)  # the next owner sends them again
             else:
                 self._settled(n, token, epoch, len(ids))
@@ -291,7 +242,7 @@ class RelaySource:
                 item = by_ref[(n, entry_id)]
                 args += (entry_id, item.kind, item.customer_id, item.device_id or "", item.payload)
             keys = [self.keys.lease(n), self.keys.partition(n), self.keys.dead]
-            if self._settle(self._dead, keys, args) == FENCED:
+            if self._settle(self._dead, keys, args) == scripts.FENCED:
                 self.leases.lose(n, token)
                 continue
             self._settled(n, token, epoch, len(ids))
