@@ -275,9 +275,12 @@ def test_a_relay_frozen_past_its_lease_sends_nothing_stale_when_it_wakes(
             procs.append(proc)
             return proc
 
-        def owners() -> set[str]:
+        def holders() -> list[str]:
             values = [r.get(keys.lease(n)) for n in range(DEFAULT_PARTITIONS)]
-            return {v.decode().split("#")[0] for v in values if v}
+            return [v.decode().split("#")[0] for v in values if v]
+
+        def owners() -> set[str]:
+            return set(holders())
 
         emu.delay(2.0, n=1)  # the first request is stored, its answer held
         first = start("first")
@@ -291,8 +294,8 @@ def test_a_relay_frozen_past_its_lease_sends_nothing_stale_when_it_wakes(
         assert emu.wait_for(lambda: len(o := owners()) == 1 and first_id not in o, 30)
         assert emu.wait_for(lambda: len(emu.events()) >= len(in_flight) + 500, 30)
         wake(first)
-        # The woken relay gets its share back ...
-        assert emu.wait_for(lambda: first_id in owners() and len(owners()) == 2, 30)
+        # The woken relay gets its share back (half of the partitions) ...
+        assert emu.wait_for(lambda: holders().count(first_id) == DEFAULT_PARTITIONS // 2, 30)
         # ... and everything arrives.
         assert emu.wait_for(lambda: len({_seq(e) for e in emu.events()}) == total, 60), (
             tmp_path / "first.log"
@@ -303,7 +306,7 @@ def test_a_relay_frozen_past_its_lease_sends_nothing_stale_when_it_wakes(
     r.close()
     counts = Counter(_seq(e) for e in events)
     duplicated = sum(n - 1 for n in counts.values())
-    print("DUPLICATED", duplicated, len(events))
+    print(f"duplicated {duplicated} of {len(events)} events")
     # Only the batch in flight when the first relay froze may come twice.
     assert {k for k, n in counts.items() if n > 1} <= in_flight
     assert duplicated <= 50, duplicated
