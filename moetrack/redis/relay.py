@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from .._exceptions import MoetrackError, TransportError
 from .._pipeline.sender import Sender
 from .._pipeline.source import Stop
-from .._wire.encode import Batch, Packer
+from .._wire.encode import Batch
 from .._wire.records import Item
 from .._wire.transport import HTTPTransport
 from .leases import LEASE_TTL
@@ -58,26 +58,6 @@ __all__ = ["RELAY_RETRY_DEADLINE", "Relay", "RelaySource", "is_permanent"]
 #: on anyway (a retry deadline set shorter) is read again before anything later of its
 #: partition is sent: everything read after it is dropped unsent and read again in order.
 RELAY_RETRY_DEADLINE: Final = 7 * 24 * 3600.0
-
-
-class PartitionPacker(Packer):
-    """A packer whose batches hold one partition's entries: one lease decides for the whole
-    batch whether it may be sent."""
-
-    __slots__ = ("_partition",)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._partition = -1
-
-    def add(self, item: Item) -> bool:
-        n = cast("tuple[int, bytes, str, int]", item.ref)[0]
-        if self.items and n != self._partition:
-            return False
-        if super().add(item):
-            self._partition = n
-            return True
-        return False
 
 
 class _Fence:
@@ -118,10 +98,11 @@ class _Fence:
 
 
 class RelaySender(Sender):
-    """The sender of a relay: batches of one partition, each sent only while the relay holds
-    that partition's lease, checked before every attempt (the first and each retry) and
-    again just before the request goes out. A batch that fails the check is dropped unsent
-    and never retried; its entries are sent by the partition's owner."""
+    """The sender of a relay: a batch is sent only while the relay holds the leases of its
+    partitions and nothing of it is stale, checked before every attempt (the first and each
+    retry) and again just before the request goes out. A batch that fails the check is
+    released unsent and never retried: what was read under a lost lease is dropped (the
+    partition's owner sends it), the rest is read again in order."""
 
     def __init__(self, relay_source: RelaySource, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -129,15 +110,6 @@ class RelaySender(Sender):
         self._batch: Sequence[Item] | None = None
         #: Batches dropped unsent because the lease was lost, or what they held was stale.
         self.fenced = 0
-
-    def packer(self) -> Packer:
-        config = self.config
-        return PartitionPacker(
-            config.max_batch_bytes,
-            config.max_batch_size,
-            config.users_per_minute,
-            config.events_per_minute,
-        )
 
     def send(
         self,

@@ -58,29 +58,51 @@ return 0
 
 # Read partitions whose leases still hold our tokens. KEYS: the leases, then the streams, in
 # the same order. ARGV: group, consumer, count, then per partition token and cursor ("0":
-# our pending entries; ">": new ones). Returns per partition its entries ({id, {field,
-# value, ...}}, the fields nil for an entry deleted while pending), or nil when the lease
-# is not ours.
+# our pending entries; ">": new ones). Returns per partition nil when the lease is not
+# ours, else {entries, tip}: the entries ({id, {field, value, ...}}, the fields nil for an
+# entry deleted while pending), and when a ">" read found nothing the id of the stream's
+# last entry ("0-0" if none; "" otherwise), where a wait for new entries starts.
 READ: Final = """
 local k = #KEYS / 2
 local out = {}
 for i = 1, k do
   if redis.call('GET', KEYS[i]) == ARGV[2 + 2 * i] then
+    local cursor = ARGV[3 + 2 * i]
     local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-      'STREAMS', KEYS[k + i], ARGV[3 + 2 * i])
-    if got then out[i] = got[1][2] else out[i] = {} end
+      'STREAMS', KEYS[k + i], cursor)
+    local entries = {}
+    if got then entries = got[1][2] end
+    local tip = ''
+    if cursor == '>' and #entries == 0 then
+      local last = redis.call('XREVRANGE', KEYS[k + i], '+', '-', 'COUNT', 1)
+      if #last > 0 then tip = last[1][1] else tip = '0-0' end
+    end
+    out[i] = {entries, tip}
   else
     out[i] = false
   end
 end
 return out
 """
-# Acknowledge and delete delivered entries, atomically, while the lease holds our token.
-# KEYS: lease, stream. ARGV: token, group, entry ids. Returns the entries deleted, or -1.
+# Acknowledge and delete delivered entries, atomically, in the partitions whose leases hold
+# our tokens. KEYS: the leases, then the streams, in the same order. ARGV: group, then per
+# partition its token, the count of its entry ids, and the ids. Returns per partition the
+# entries deleted, or -1 when its lease is not ours (nothing done there).
 ACK: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 3))
-return redis.call('XDEL', KEYS[2], unpack(ARGV, 3))
+local k = #KEYS / 2
+local out = {}
+local j = 2
+for i = 1, k do
+  local m = tonumber(ARGV[j + 1])
+  if redis.call('GET', KEYS[i]) == ARGV[j] then
+    redis.call('XACK', KEYS[k + i], ARGV[1], unpack(ARGV, j + 2, j + 1 + m))
+    out[i] = redis.call('XDEL', KEYS[k + i], unpack(ARGV, j + 2, j + 1 + m))
+  else
+    out[i] = -1
+  end
+  j = j + 2 + m
+end
+return out
 """
 # Move entries refused for good to the dead-letter stream with the server's answer, then
 # acknowledge and delete them, atomically, while the lease holds our token; an entry no

@@ -210,21 +210,29 @@ class RelaySource:
         return True
 
     def ack(self, items: Sequence[Item]) -> None:
-        for (n, token, epoch), ids in _groups(items).items():
-            done = self._settle(
-                self._ack,
-                [self.keys.lease(n), self.keys.partition(n)],
-                [
-                    token,
-                    GROUP,
-                    *ids,
-                ],
-            )
-            if done == scripts.FENCED:
-                self.leases.lose(n, token)  # the next owner sends them again
-            else:
-                self._settled(n, token, epoch, len(ids))
+        groups = _groups(items)
+        self._acknowledge(groups)
         self.delivered += len(items)
+
+    def _acknowledge(
+        self, groups: dict[tuple[int, str, int], list[bytes]], *, outstanding: bool = True
+    ) -> None:
+        """Acknowledge and delete entries, all partitions in one script call; a partition
+        whose lease is not ours any more is dropped (its next owner sends them again)."""
+        order = list(groups)
+        keys = [self.keys.lease(n) for n, _, _ in order]
+        keys += [self.keys.partition(n) for n, _, _ in order]
+        args: list[Any] = [GROUP]
+        for group in order:
+            args += (group[1], len(groups[group]), *groups[group])
+        answer = self._settle(self._ack, keys, args)
+        if answer is None:
+            return
+        for (n, token, epoch), done in zip(order, answer, strict=True):
+            if int(done) == scripts.FENCED:
+                self.leases.lose(n, token)
+            elif outstanding:
+                self._settled(n, token, epoch, len(groups[(n, token, epoch)]))
 
     def fail(self, items: Sequence[Item], error: MoetrackError, reason: str | None = None) -> None:
         if not is_permanent(error):
@@ -242,7 +250,10 @@ class RelaySource:
                 item = by_ref[(n, entry_id)]
                 args += (entry_id, item.kind, item.customer_id, item.device_id or "", item.payload)
             keys = [self.keys.lease(n), self.keys.partition(n), self.keys.dead]
-            if self._settle(self._dead, keys, args) == scripts.FENCED:
+            moved = self._settle(self._dead, keys, args)
+            if moved is None:
+                continue  # a stop came first: left pending
+            if int(moved) == scripts.FENCED:
                 self.leases.lose(n, token)
                 continue
             self._settled(n, token, epoch, len(ids))
@@ -287,18 +298,19 @@ class RelaySource:
         wait up to that long for new entries (a plain XREAD, which changes nothing)."""
         readable = self._readable()
         if block:
-            waiting = {
-                self.keys.partition(n): self._last_id.get(n, "$")
-                for n, (cursor, _, _) in readable.items()
-                if cursor == ">"
-            }
+            # Wait only where the last read found nothing new: from the stream's last entry
+            # then, so that nothing added since is missed.
+            waiting = {}
+            for n, (cursor, _, _) in readable.items():
+                last = self._last_id.get(n)
+                if cursor != ">" or last is None:
+                    return  # something to read at once first
+                waiting[self.keys.partition(n)] = last
             if not waiting:
                 self._wake.wait(min(block, 0.1))
                 return
             woken = self.r.xread(waiting, count=1, block=max(1, int(block * 1000)))  # type: ignore[arg-type]
-            for raw_key, entries in _stream_lists(woken):
-                if entries:
-                    self._last_id[int(raw_key.rsplit(b":", 1)[1])] = entries[-1][0]
+            del woken  # only a wake-up: the read below is the one that counts
             readable = self._readable()
         if not readable:
             return
@@ -315,11 +327,16 @@ class RelaySource:
         gone: list[tuple[int, str, int, list[bytes]]] = []
         size = 0
         got = 0
-        for n, entries in zip(order, answer, strict=True):
+        for n, reply in zip(order, answer, strict=True):
             cursor, token, epoch = readable[n]
-            if entries is None:  # the lease is not ours any more
+            if reply is None:  # the lease is not ours any more
                 self.leases.lose(n, token)
                 continue
+            entries, tip = reply
+            # Where a wait for new entries starts: the last entry read, or the stream's tip.
+            self._last_id.pop(n, None)
+            if tip:
+                self._last_id[n] = tip
             dead: list[bytes] = []
             with self._lock:
                 part = self._owned.get(n)
@@ -346,22 +363,12 @@ class RelaySource:
                     part.outstanding += 1
                     size += len(payload)
                     got += 1
-                if entries and cursor == ">":
-                    self._last_id[n] = entries[-1][0]
             if dead:
                 gone.append((n, token, epoch, dead))
         if got:
             self._avg_size = 0.8 * self._avg_size + 0.2 * (size / got)
-        for n, token, _, ids in gone:
-            self._settle(
-                self._ack,
-                [self.keys.lease(n), self.keys.partition(n)],
-                [
-                    token,
-                    GROUP,
-                    *ids,
-                ],
-            )
+        if gone:  # never counted as outstanding
+            self._acknowledge({(n, t, e): ids for n, t, e, ids in gone}, outstanding=False)
 
     # -- settling -----------------------------------------------------------------------------
 
@@ -387,21 +394,21 @@ class RelaySource:
                     current += len(ids)
         return current
 
-    def _settle(self, script: Any, keys: list[str], args: list[Any]) -> int:
+    def _settle(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a settling script until it answers; while Redis is down, wait and try again (a
         settlement lost here would only send the batch again). Each script acts only while
         the lease still holds the caller's token (FENCED otherwise), and does nothing twice
-        when run again."""
+        when run again. None if a stop came first."""
         attempt = 0
         while True:
             try:
-                result = int(script(keys=keys, args=args))
+                result = script(keys=keys, args=args)
                 self._up()
                 return result
             except redis_errors() as exc:
                 self._down(exc)
                 if self.stop.expired() or self._closed:
-                    return 0
+                    return None
                 self._wake.wait(REDIS_BACKOFF.step(attempt))
                 attempt += 1
 
