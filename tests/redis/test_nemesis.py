@@ -49,7 +49,10 @@ from .conftest import RedisServer
 CLI = [sys.executable, "-m", "moetrack.cli"]
 #: The quota everybody shares and the emulator enforces, and the one batch size they use.
 QUOTA, WINDOW, BATCH = 1500, 3.0, 100
-PRODUCERS, PER_PRODUCER, IMPORTED, RELAYS = 3, 1500, 1500, 3
+PRODUCERS, RELAYS = 3, 3
+#: Events per producer and rows imported, per second of nemesis: the senders are busy for
+#: about as long as the nemesis strikes.
+PER_PRODUCER_PER_SECOND = IMPORTED_PER_SECOND = 125
 
 PRODUCER = """
 import json, sys, moetrack
@@ -133,14 +136,14 @@ class Cast:
             self.paths += [(to_redis, "redis", "relay", proc), (to_api, "api", "relay", proc)]
         return proc
 
-    def start_producer(self, name: str) -> subprocess.Popen[str]:
+    def start_producer(self, name: str, n: int) -> subprocess.Popen[str]:
         to_redis = self.proxy_to_redis()
         # A short socket timeout, so that a delayed answer makes the writer retry an append.
         url = f"redis://127.0.0.1:{to_redis.port}/0?socket_timeout=1"
         proc = subprocess.Popen(
             [
                 sys.executable, "-c", PRODUCER, url, self.emu.url, self.emu.app_id,
-                str(self.emu.api_key), name, str(PER_PRODUCER), "100",
+                str(self.emu.api_key), name, str(n), "100",
             ],
             stdout=subprocess.PIPE,
             stderr=open(self.tmp / f"{name}.log", "w"),
@@ -271,9 +274,9 @@ class Nemesis:
             self.cast.start_relay()
 
 
-def write_import(path: Path) -> Path:
+def write_import(path: Path, rows: int) -> Path:
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(IMPORTED):
+        for i in range(rows):
             row = {
                 "customer_id": f"imp-c{i % 10}",
                 "action": "Imported",
@@ -291,13 +294,15 @@ def test_the_scale_out_path_keeps_its_promises_while_the_nemesis_strikes(
     seconds = float(os.environ.get("MOETRACK_NEMESIS_SECONDS") or 12)
     print(f"nemesis seed {seed} ({seconds:g} s): MOETRACK_NEMESIS_SEED={seed} replays it")
     rng = random.Random(seed)
-    data = write_import(tmp_path / "history.jsonl")
+    per_producer = int(PER_PRODUCER_PER_SECOND * seconds)
+    imported = int(IMPORTED_PER_SECOND * seconds)
+    data = write_import(tmp_path / "history.jsonl", imported)
     with Emulator(events_per_minute=QUOTA, rate_limit_window=WINDOW) as emu:
         cast = Cast(tmp_path, redis_server, emu)
         try:
             for _ in range(RELAYS):
                 cast.start_relay()
-            producers = [cast.start_producer(f"p{k}") for k in range(PRODUCERS)]
+            producers = [cast.start_producer(f"p{k}", per_producer) for k in range(PRODUCERS)]
             importer = cast.start_import(data)
             nemesis = Nemesis(cast, rng, seconds)
             thread = threading.Thread(target=nemesis.run, name="nemesis")
@@ -314,7 +319,7 @@ def test_the_scale_out_path_keeps_its_promises_while_the_nemesis_strikes(
             assert importer.returncode == 0, (why, import_out, cast.logs())
             expected = {
                 (f"p{k}-c{i % 10}", i) for k in range(PRODUCERS) for i in range(acked[k])
-            } | {(f"imp-c{i % 10}", i) for i in range(IMPORTED)}
+            } | {(f"imp-c{i % 10}", i) for i in range(imported)}
 
             def arrived() -> set[tuple[str, int]]:
                 return {_key(e) for e in emu.events()}
