@@ -11,23 +11,44 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from ._exceptions import ConfigurationError, MoetrackError
 from ._wire import http as _http
 from ._wire import spec as _spec
 
 if TYPE_CHECKING:
-    from ._pipeline.limiter import Limiter
     from ._wire.transport import Transport
 
-__all__ = ["Config", "OnFull"]
+__all__ = ["Config", "Limiter", "OnFull"]
 
 OnFull = Literal["drop", "block"]
 BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 OnError = Callable[[MoetrackError], None]
 
 ENV_PREFIX = "MOETRACK_"
+
+
+# The Limiter seam is declared here, with the option that takes one (``limiter=``); the
+# pipeline's local limiter and the redis wing's shared one implement it.
+@runtime_checkable
+class Limiter(Protocol):
+    """Decides when a batch may be sent, and hears about the server's 429s.
+
+    ``acquire`` is called before each request (never for the halves of a 413 split, which
+    the original request paid for); ``answered`` after that request has its outcome
+    (an answer, or none); ``pause`` when the server answered 429.
+    """
+
+    def acquire(self, users: int, events: int) -> float:
+        """Charge the batch and return ``0.0`` if it may go now; otherwise charge nothing and
+        return the seconds to wait before asking again (a 429 pause counts too)."""
+
+    def answered(self) -> None:
+        """The request of the last granted ``acquire`` has ended."""
+
+    def pause(self, seconds: float) -> None:
+        """The server answered 429: nobody sharing this limiter sends for ``seconds``."""
 
 
 def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from moetrack._pipeline.ratelimit import WindowLimit
+from moetrack._pipeline.limiter import WindowLimit
 from moetrack._pipeline.retry import RetryPolicy
 
 

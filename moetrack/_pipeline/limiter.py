@@ -1,42 +1,73 @@
 """The Limiter seam: when may a batch of N users and M events go?
 
 The send stage asks its :class:`Limiter` before every request. :class:`LocalLimiter` paces
-one process (two sliding windows, :mod:`moetrack._pipeline.ratelimit`); the Redis limiter
-(``limiter="redis://…"``) shares one account-wide quota between every process and host that
-names the same Redis and app id. The API's quotas are per account, so a fleet must share one.
+one process with two sliding windows (:class:`WindowLimit`); the Redis limiter
+(``limiter="redis://…"``, built through :mod:`moetrack._pipeline.backends`) shares one
+account-wide quota between every process and host that names the same Redis and app id. The
+API's quotas are per account, so a fleet must share one.
+
+Why a sliding window, not a token bucket: at most ``limit`` units in any ``window`` seconds.
+A bucket of a minute's capacity may send twice its limit within one minute (a full bucket
+plus a minute of refill), which a server counting over a sliding or fixed window answers with
+429. Spends are stamped when the response arrives, which is never earlier than the moment the
+server counted them, so the client's window always closes after the server's does.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections import deque
 
-from .ratelimit import WindowLimit
+from .._config import Limiter
 
-if TYPE_CHECKING:
-    from .._config import Config
-
-__all__ = ["Limiter", "LocalLimiter", "make_limiter"]
+__all__ = ["Limiter", "LocalLimiter", "WindowLimit"]
 
 
-@runtime_checkable
-class Limiter(Protocol):
-    """Decides when a batch may be sent, and hears about the server's 429s.
+class WindowLimit:
+    """At most ``limit`` units per ``window`` seconds; ``limit=None`` means no limit."""
 
-    ``acquire`` is called before each request (never for the halves of a 413 split, which
-    the original request paid for); ``answered`` after that request has its outcome
-    (an answer, or none); ``pause`` when the server answered 429.
-    """
+    __slots__ = ("_spent", "_total", "limit", "window")
 
-    def acquire(self, users: int, events: int) -> float:
-        """Charge the batch and return ``0.0`` if it may go now; otherwise charge nothing and
-        return the seconds to wait before asking again (a 429 pause counts too)."""
+    def __init__(self, limit: int | None, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._spent: deque[tuple[float, int]] = deque()
+        self._total = 0
 
-    def answered(self) -> None:
-        """The request of the last granted ``acquire`` has ended."""
+    def _expire(self, now: float) -> None:
+        spent = self._spent
+        while spent and spent[0][0] <= now - self.window:
+            self._total -= spent.popleft()[1]
 
-    def pause(self, seconds: float) -> None:
-        """The server answered 429: nobody sharing this limiter sends for ``seconds``."""
+    def wait_time(self, n: int, now: float) -> float:
+        """Seconds from ``now`` until ``n`` more units fit in the window (0.0: now)."""
+        if self.limit is None or n <= 0:
+            return 0.0
+        self._expire(now)
+        # A batch larger than the whole limit can never fit; it goes alone, once the window
+        # is empty, rather than never (the packer keeps batches within the limits).
+        excess = self._total + min(n, self.limit) - self.limit
+        if excess <= 0:
+            return 0.0
+        for stamp, count in self._spent:
+            excess -= count
+            if excess <= 0:
+                return max(0.0, stamp + self.window - now)
+        return self.window  # unreachable: the window holds at least the excess
+
+    def spend(self, n: int, now: float) -> None:
+        if self.limit is None or n <= 0:
+            return
+        self._spent.append((now, n))
+        self._total += n
+
+    def restamp_last(self, n: int, now: float) -> None:
+        """Move the last spend of ``n`` units to ``now`` (its request has just ended)."""
+        if self.limit is None or n <= 0 or not self._spent:
+            return
+        stamp, count = self._spent[-1]
+        if count == n and now > stamp:
+            self._spent[-1] = (now, n)
 
 
 class LocalLimiter:
@@ -79,18 +110,3 @@ class LocalLimiter:
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-
-def make_limiter(config: Config) -> Limiter:
-    """The limiter a config asks for: its own object, the shared Redis one, or a local one."""
-    spec = config.limiter
-    if spec is not None and not isinstance(spec, str):
-        return spec
-    local = LocalLimiter(
-        config.users_per_minute, config.events_per_minute, config.rate_limit_window
-    )
-    if spec is None:
-        return local
-    from ..redis.limiter import RedisLimiter  # the moetrack[redis] extra
-
-    return RedisLimiter.from_config(config, fallback=local)

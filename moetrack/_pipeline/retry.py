@@ -1,7 +1,8 @@
-"""When to try a request again: capped exponential backoff with jitter, and Retry-After.
+"""When to try again: capped exponential backoff with jitter, and Retry-After.
 
 ``RetryPolicy`` is immutable and can be shared; the worker asks it for the delay before
-attempt ``n`` and whether a batch's retry deadline has passed.
+attempt ``n`` and whether a batch's retry deadline has passed. Loops that wait for a service
+to come back (the backlog writer and the relay waiting for Redis) use its plain ``step``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class RetryPolicy(NamedTuple):
     backoff_max: float = 30.0
     deadline: float = 300.0
 
+    def step(self, attempt: int) -> float:
+        """The capped backoff before retry number ``attempt`` (0 for the first), no jitter:
+        ``backoff * 2**attempt``, at most ``backoff_max``."""
+        return float(min(self.backoff_max, self.backoff * (2 ** min(attempt, 32))))
+
     def delay(
         self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:
@@ -38,7 +44,7 @@ class RetryPolicy(NamedTuple):
         waits past the batch's deadline); a shorter one never makes a retry come sooner than
         the step: the backoff is a floor of its own.
         """
-        capped = min(self.backoff_max, self.backoff * (2 ** min(attempt, 32)))
+        capped = self.step(attempt)
         if rng is None:
             import random
 

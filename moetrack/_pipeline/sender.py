@@ -26,7 +26,8 @@ from .._report import logger
 from .._wire import encode as _encode
 from .._wire import http as _http
 from .._wire.encode import Batch, Packer
-from .limiter import Limiter, make_limiter
+from .backends import make_limiter
+from .limiter import Limiter
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:

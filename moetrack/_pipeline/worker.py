@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .._report import logger
+from .backends import SendStage, backlog_writer
 from .memory import MemorySource
 from .sender import Sender
 
 if TYPE_CHECKING:
     from .._config import Config
-    from .._exceptions import MoetrackError
     from .._report import Reporter
     from .._wire.transport import Transport
     from .queue import RecordQueue
-    from .source import Source, Stop
 
 __all__ = ["Worker", "stop_when_multiprocessing_child_ends"]
 
@@ -34,26 +33,9 @@ __all__ = ["Worker", "stop_when_multiprocessing_child_ends"]
 STOP_GRACE = 0.25
 
 
-class SendStage(Protocol):
-    """What the worker runs behind its source: the Sender, or the backlog writer."""
-
-    requests: int
-    retried: int
-    bytes: int
-    last_error: MoetrackError | None
-
-    def run(self, source: Source, stop: Stop) -> None: ...
-
-    def run_once(self, source: Source, stop: Stop) -> None: ...
-
-    def close(self) -> None: ...
-
-
 def _send_stage(config: Config, transport: Transport, reporter: Reporter) -> SendStage:
     if config.backlog is not None:
-        from ..redis.backlog import BacklogWriter  # the moetrack[redis] extra
-
-        return BacklogWriter(config, reporter)
+        return backlog_writer(config, reporter)  # the moetrack[redis] extra
     return Sender(config, transport, reporter)
 
 

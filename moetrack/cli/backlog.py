@@ -69,7 +69,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _connect(command: str, args: argparse.Namespace) -> tuple[Any, int]:
     from .._exceptions import ConfigurationError
-    from ..redis.backlog import connect, redact_url
+    from ..redis.connection import connect, redact_url
 
     if not args.backlog:
         return None, error(command, "--backlog (or MOETRACK_BACKLOG) is required")
@@ -117,13 +117,13 @@ def _age(ms: float) -> str:
 
 
 def _status_of(client: Any, app_id: str) -> dict[str, Any]:
-    from ..redis.backlog import DEFAULT_PARTITIONS, GROUP, Keys
+    from ..redis.connection import Keys, read_partitions
+    from ..redis.leases import GROUP
 
     keys = Keys(app_id)
     now_s, now_us = client.time()
     now_ms = now_s * 1000 + now_us // 1000
-    raw = client.hget(keys.meta, "partitions")
-    partitions = int(raw) if raw else DEFAULT_PARTITIONS
+    partitions = read_partitions(client, keys, create=False)
     depth = pending = 0
     oldest: int | None = None
     per_partition = []
@@ -147,7 +147,7 @@ def _status_of(client: Any, app_id: str) -> dict[str, Any]:
                 "partition": n,
                 "depth": length,
                 "pending": waiting,
-                "relay": lease.decode() if lease else None,
+                "relay": lease.decode().split("#")[0] if lease else None,
             }
         )
         depth += length
@@ -209,7 +209,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _dead(args: argparse.Namespace) -> int:
-    from ..redis.backlog import Keys
+    from ..redis.connection import Keys
 
     client, code = _connect("backlog dead", args)
     if client is None:
@@ -246,7 +246,7 @@ def _dead(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ..redis.backlog import DEFAULT_PARTITIONS, Keys, partition_of
+    from ..redis.connection import Keys, partition_of, read_partitions
 
     client, code = _connect("backlog replay", args)
     if client is None:
@@ -256,8 +256,7 @@ def _replay(args: argparse.Namespace) -> int:
         if app_id is None:
             return 2
         keys = Keys(app_id)
-        raw = client.hget(keys.meta, "partitions")
-        partitions = int(raw) if raw else DEFAULT_PARTITIONS
+        partitions = read_partitions(client, keys, create=False)
         wanted = set(args.ids)
         moved = 0
         start = "-"

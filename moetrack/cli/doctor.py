@@ -56,18 +56,18 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def check(role: Role, url: str, out: Any = None) -> int:
     """Check one Redis for ``role``, print the findings to ``out``; the exit status."""
-    from ..redis.limiter import display_url
+    from ..redis.connection import connect, redact_url, url_password
 
     out = sys.stdout if out is None else out
-    shown = display_url(url)
+    shown = redact_url(url)
     try:
         import redis
     except ImportError:
         print("moetrack doctor: needs the redis package: pip install 'moetrack[redis]'", file=out)
         return 2
-    password = _password(url)
+    password = url_password(url)
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = connect(url, timeout=5.0, name=None, health_check_interval=0)
         info: dict[str, Any] = dict(client.info("server"))
         version = str(info.get("redis_version", "?"))
         settings = _settings(client)
@@ -96,15 +96,6 @@ def check(role: Role, url: str, out: Any = None) -> int:
         return 1
     print("  All is well.", file=out)
     return 0
-
-
-def _password(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(url).password or None
-    except ValueError:
-        return None
 
 
 def _settings(client: Any) -> dict[str, str | None]:

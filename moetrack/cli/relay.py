@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _relay(args: argparse.Namespace) -> int:
     from .._exceptions import ConfigurationError
     from .._report import Reporter
-    from ..redis.backlog import redact_url
+    from ..redis.connection import redact_url
 
     if not args.backlog:
         return error("relay", "--backlog (or MOETRACK_BACKLOG) is required")

@@ -2,23 +2,13 @@
 
 With ``backlog="redis://…"`` an app process's worker prepares records as usual and hands the
 encoded items to a :class:`BacklogWriter` instead of a sender; ``moetrack relay`` processes
-(:mod:`moetrack.redis.relay`) send them on. Keys, all under the app id's hash tag so that every
-script touches one Redis Cluster slot::
-
-    mt:{<app_id>}:meta          hash: partitions (fixed once written; producers and relays agree)
-    mt:{<app_id>}:p:<n>         stream: the items of the customers hashed to partition n
-    mt:{<app_id>}:dead          stream: items the server refused for good, with its answer
-    mt:{<app_id>}:lease:<n>     string: the relay sending partition n (expires unless renewed)
-    mt:{<app_id>}:handoff:<n>   string: set by a relay that gave partition n up cleanly
-    mt:{<app_id>}:relay:<id>    hash: one relay's heartbeat and counters (expires)
-    mt:{<app_id>}:relays        sorted set: relay ids by last heartbeat
+(:mod:`moetrack.redis.relay`) send them on. The keys are named in
+:mod:`moetrack.redis.connection`.
 
 An entry holds ``kind``, ``customer_id``, ``device_id`` (absent when None) and ``payload`` (the
 item's encoded JSON). A customer always hashes to the same partition, and one relay sends a
 partition at a time, so each customer's order is kept. Entries are deleted once delivered
 and never trimmed before: at ``backlog_max_entries`` producers drop new items instead.
-
-``redis`` (the ``moetrack[redis]`` extra) is imported only here and in the relay modules.
 """
 
 from __future__ import annotations
@@ -26,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
-import zlib
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import DeliveryError, MoetrackError, TransportError
+from .._pipeline.retry import RetryPolicy
+from .connection import Keys, connect, partition_of, read_partitions, redact_url, redis_errors
 
 if TYPE_CHECKING:
     import redis
@@ -42,28 +33,35 @@ if TYPE_CHECKING:
     from .._report import Reporter
     from .._wire.records import Item
 
-__all__ = ["DEFAULT_PARTITIONS", "BacklogWriter", "Keys", "connect", "partition_of", "redact_url"]
+__all__ = ["BacklogWriter"]
 
-#: Partitions of a new backlog; an existing one keeps the count recorded in its meta hash.
-DEFAULT_PARTITIONS: Final = 8
 #: Items appended per script call (one round trip).
 CHUNK: Final = 500
 #: Longest wait between two attempts while Redis is unreachable, seconds.
 MAX_BACKOFF: Final = 2.0
-GROUP: Final = "relays"
+#: How long Redis remembers that a chunk was stored, ms: a retry of its append within that
+#: time stores nothing twice. Retries come within seconds of the first attempt unless Redis
+#: stays unreachable for longer than this.
+CHUNK_ID_TTL_MS: Final = 3_600_000
 
 # One round trip: the depth check against the cap and every XADD of a chunk, atomically, so a
-# chunk is stored whole or not at all. KEYS: the partition streams. ARGV: cap, then per item
-# partition (1-based), kind, customer_id, device_id ('' for none), payload. Returns how many
-# of the items were stored (the first ones; the rest would go over the cap).
+# chunk is stored whole or not at all, and once: the chunk's id is recorded (SET NX PX) with
+# the count stored, and a chunk whose id is recorded is not stored again (its append was
+# retried after an answer that never came). KEYS: the partition streams, then the chunk's id
+# key. ARGV: cap, the id's lifetime (ms), then per item partition (1-based), kind,
+# customer_id, device_id ('' for none), payload. Returns how many of the items were stored
+# (the first ones; the rest would go over the cap).
 _APPEND = """
+local idkey = KEYS[#KEYS]
+local done = redis.call('GET', idkey)
+if done then return tonumber(done) end
 local cap = tonumber(ARGV[1])
 local depth = 0
-for i = 1, #KEYS do depth = depth + redis.call('XLEN', KEYS[i]) end
-local n = (#ARGV - 1) / 5
+for i = 1, #KEYS - 1 do depth = depth + redis.call('XLEN', KEYS[i]) end
+local n = (#ARGV - 2) / 5
 local room = cap - depth
 if room < n then n = math.max(room, 0) end
-local j = 2
+local j = 3
 for i = 1, n do
   local key = KEYS[tonumber(ARGV[j])]
   if ARGV[j + 3] == '' then
@@ -75,80 +73,9 @@ for i = 1, n do
   end
   j = j + 5
 end
+redis.call('SET', idkey, n, 'NX', 'PX', ARGV[2])
 return n
 """
-
-
-class Keys:
-    """The Redis key names of one app id's backlog."""
-
-    __slots__ = ("base", "dead", "meta", "relays")
-
-    def __init__(self, app_id: str) -> None:
-        self.base = f"mt:{{{app_id}}}"
-        self.meta = f"{self.base}:meta"
-        self.dead = f"{self.base}:dead"
-        self.relays = f"{self.base}:relays"
-
-    def partition(self, n: int) -> str:
-        return f"{self.base}:p:{n}"
-
-    def lease(self, n: int) -> str:
-        return f"{self.base}:lease:{n}"
-
-    def handoff(self, n: int) -> str:
-        return f"{self.base}:handoff:{n}"
-
-    def relay(self, relay_id: str) -> str:
-        return f"{self.base}:relay:{relay_id}"
-
-
-def partition_of(customer_id: str, partitions: int) -> int:
-    """The partition of a customer: stable across processes, hosts and Python versions."""
-    return zlib.crc32(customer_id.encode("utf-8", "surrogatepass")) % partitions
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(?<=://)([^:@/]*):[^@/]*@", r"\1:***@", url)
-
-
-def connect(url: str, *, timeout: float = 5.0, name: str = "moetrack") -> redis.Redis:
-    """A client of ``url`` that never retries on its own (a retried append could store a
-    chunk twice) and gives up on a dead server within ``timeout`` seconds."""
-    try:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        from .._exceptions import ConfigurationError
-
-        raise ConfigurationError(
-            "the Redis backlog and limiter need redis-py: pip install 'moetrack[redis]'"
-        ) from exc
-    client: redis.Redis = redis.Redis.from_url(
-        url,
-        socket_connect_timeout=min(timeout, 5.0),
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=30,
-        client_name=name,
-    )
-    return client
-
-
-def read_partitions(client: redis.Redis, keys: Keys, default: int = DEFAULT_PARTITIONS) -> int:
-    """The app id's partition count, recording ``default`` if the backlog is new."""
-    client.hsetnx(keys.meta, "partitions", default)
-    raw = client.hget(keys.meta, "partitions")
-    value = int(raw) if raw is not None else default
-    return value if value > 0 else default
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.RedisError, OSError)
 
 
 class BacklogWriter:
@@ -176,16 +103,13 @@ class BacklogWriter:
         self._partitions = 0
         self._streams: list[str] = []
         self._down_since: float | None = None
+        self._backoff = RetryPolicy(config.retry_backoff, MAX_BACKOFF)
         #: Script calls that stored a chunk (one round trip each).
         self.requests = 0
         #: Attempts that found Redis unreachable.
         self.retried = 0
-        #: Never throttled: appending to the backlog is not rate limited.
-        self.throttled = 0
         #: Payload bytes stored.
         self.bytes = 0
-        #: Items dropped because the backlog held ``backlog_max_entries``.
-        self.dropped_full = 0
         #: Why the last attempt failed (for the report of what a stop left unstored).
         self.last_error: MoetrackError | None = None
 
@@ -234,9 +158,10 @@ class BacklogWriter:
         """Append ``items``, then settle them: ack what was stored, fail what went over the
         cap. False (items released) if the stop's deadline came while Redis was down."""
         attempt = 0
+        chunk_id = uuid.uuid4().hex  # the same for every attempt of this chunk
         while True:
             try:
-                stored = self._append(items)
+                stored = self._append(items, chunk_id)
                 break
             except redis_errors() as exc:
                 self.retried += 1
@@ -258,7 +183,7 @@ class BacklogWriter:
                 if stop.expired() or (stop.requested and not stop.drain):
                     source.release(items)
                     return False
-                delay = min(MAX_BACKOFF, self.config.retry_backoff * 2 ** min(attempt, 8))
+                delay = self._backoff.step(attempt)
                 attempt += 1
                 remaining = stop.remaining()
                 if remaining is not None:
@@ -281,7 +206,6 @@ class BacklogWriter:
             source.ack(done)
         if stored < len(items):
             rest = items[stored:]
-            self.dropped_full += len(rest)
             source.fail(
                 rest,
                 DeliveryError(
@@ -293,18 +217,17 @@ class BacklogWriter:
             )
         return True
 
-    def _append(self, items: Sequence[Item]) -> int:
+    def _append(self, items: Sequence[Item], chunk_id: str) -> int:
         script, streams = self._connection()
         partitions = len(streams)
-        args: list[Any] = [self.cap]
-        crc = zlib.crc32
+        args: list[Any] = [self.cap, CHUNK_ID_TTL_MS]
         for item in items:
             cid = item.customer_id
             args += (
-                crc(cid.encode("utf-8", "surrogatepass")) % partitions + 1,
+                partition_of(cid, partitions) + 1,
                 item.kind,
                 cid,
                 item.device_id or "",
                 item.payload,
             )
-        return int(script(keys=streams, args=args))
+        return int(script(keys=[*streams, self.keys.chunk(chunk_id)], args=args))

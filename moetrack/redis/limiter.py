@@ -42,17 +42,17 @@ import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._exceptions import ConfigurationError
+from .._pipeline.limiter import LocalLimiter
+from .connection import Keys, connect, redact_url, redis_errors, url_password
 
 if TYPE_CHECKING:
     import redis
 
     from .._config import Config
-    from .._pipeline.limiter import LocalLimiter
 
-__all__ = ["SCRIPT", "RedisLimiter", "display_url", "gcra_parameters"]
+__all__ = ["SCRIPT", "RedisLimiter", "gcra_parameters"]
 
 logger = logging.getLogger("moetrack")
 
@@ -133,30 +133,6 @@ def gcra_parameters(
     return (burst, per_unit, keep)
 
 
-def display_url(url: str) -> str:
-    """The URL as logs and messages may show it: any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<a redis URL that cannot be parsed>"
-
-
-def _password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password or None
-    except ValueError:
-        return None
-
-
 class RedisLimiter:
     """The account's quotas shared through Redis by every process of one app id.
 
@@ -181,18 +157,8 @@ class RedisLimiter:
         max_batch: int = 1_000,
         allowance: float | None = None,
     ) -> None:
-        try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise ConfigurationError(
-                "limiter: a redis:// limiter needs the redis package: pip install 'moetrack[redis]'"
-            ) from exc
-        from .._pipeline.limiter import LocalLimiter
-
-        self.url = display_url(url)
-        self._password = _password(url)
+        self.url = redact_url(url)
+        self._password = url_password(url)
         self.app_id = app_id
         self.window = window
         self.fallback = (
@@ -209,17 +175,20 @@ class RedisLimiter:
             (users[0], users[1], users_per_minute or 0, users[2]),
             (events[0], events[1], events_per_minute or 0, events[2]),
         )
-        prefix = f"mt:{{{app_id}}}:"
-        self.keys = (f"{prefix}gcra:users", f"{prefix}gcra:events", f"{prefix}pause")
-        # redis-py's pool notices a fork (it compares pids) and never reuses the parent's
-        # sockets in the child. One retry covers a pooled socket the server has closed.
-        self._redis: redis.Redis = redis.Redis.from_url(
+        keys = Keys(app_id)
+        self.keys = (keys.gcra("users"), keys.gcra("events"), keys.pause)
+        # One retry covers a pooled socket the server has closed.
+        self._redis: redis.Redis = connect(
             url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),
+            timeout=SOCKET_TIMEOUT,
+            connect_timeout=CONNECT_TIMEOUT,
+            retries=1,
+            name=None,
+            health_check_interval=0,
         )
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        import redis
+
+        self._errors: tuple[type[BaseException], ...] = redis_errors()
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._lock = threading.Lock()
         self._down = False  # Redis failed; the fallback paces until _retry_at
@@ -232,7 +201,7 @@ class RedisLimiter:
         self.last_grant = 0
 
     @classmethod
-    def from_config(cls, config: Config, *, fallback: LocalLimiter) -> RedisLimiter:
+    def from_config(cls, config: Config, *, fallback: LocalLimiter | None = None) -> RedisLimiter:
         """The limiter of a client's config (``limiter="redis://…"``)."""
         url = config.limiter
         if not isinstance(url, str):

@@ -13,8 +13,10 @@ import redis
 from moetrack._config import Config
 from moetrack._pipeline.source import Stop
 from moetrack._report import Reporter
-from moetrack.redis.backlog import DEFAULT_PARTITIONS, BacklogWriter, Keys, partition_of
+from moetrack.redis.backlog import BacklogWriter
+from moetrack.redis.connection import DEFAULT_PARTITIONS, Keys, partition_of
 
+from ..faults.proxy import FaultProxy
 from ._fakes import ListSource, event
 from .conftest import RedisServer
 
@@ -186,3 +188,46 @@ def test_a_client_with_a_backlog_flushes_once_stored_and_counts_backlog_full(
         assert stats.dropped == {"backlog_full": 10}
     finally:
         client.shutdown(2)
+
+
+def test_an_append_answered_after_the_socket_timeout_is_stored_once(
+    redis_server: RedisServer,
+) -> None:
+    """The append script ran, its answer came too late: the retry must store nothing twice."""
+    with FaultProxy(redis_server.port) as proxy:
+        # socket_timeout in the URL (0.5 s) is honoured: the proxy holds answers longer.
+        url = f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=0.5"
+        config = Config.build(
+            APP, "key-for-tests", endpoint="http://127.0.0.1:9", backlog=url, retry_backoff=0.01
+        )
+        writer = BacklogWriter(config, Reporter(None, None, config.secrets()))
+        first = ListSource([event("a", 0)])
+        writer.run_once(first, Stop())  # connected, partitions read
+        assert len(first.acked) == 1
+        proxy.delay(3.0)  # every answer from Redis comes 3 s late from now on
+        source = ListSource([event("a", i) for i in range(1, 101)])
+        thread = threading.Thread(target=writer.run_once, args=(source, Stop()))
+        thread.start()
+        try:
+            # The writer timed out (the script ran; its answer is held) and waits to retry.
+            assert source.wait_for(lambda: source.waits >= 1)
+            proxy.heal()
+            assert source.wait_for(lambda: len(source.acked) == 100)
+        finally:
+            proxy.heal()
+            thread.join(20)
+        writer.close()
+    stored = [f[b"payload"] for f in entries(redis_server)[partition_of("a", DEFAULT_PARTITIONS)]]
+    assert len(stored) == 101
+    assert len(set(stored)) == 101
+
+
+def test_the_timeouts_in_the_url_win_over_the_default_cap(redis_server: RedisServer) -> None:
+    url = f"{redis_server.url}?socket_timeout=30&socket_connect_timeout=20"
+    config = Config.build(APP, "key-for-tests", endpoint="http://127.0.0.1:9", backlog=url)
+    writer = BacklogWriter(config, Reporter(None, None, config.secrets()))
+    writer.run_once(ListSource([event("a", 0)]), Stop())
+    assert writer._client is not None
+    kwargs = writer._client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (30.0, 20.0)
+    writer.close()

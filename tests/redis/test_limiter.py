@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from moetrack._config import Config
-from moetrack._pipeline.limiter import LocalLimiter, make_limiter
+from moetrack._pipeline.backends import make_limiter
+from moetrack._pipeline.limiter import LocalLimiter
 from moetrack.redis import limiter as _redis_limiter
-from moetrack.redis.limiter import RedisLimiter, display_url, gcra_parameters
+from moetrack.redis.connection import redact_url
+from moetrack.redis.limiter import RedisLimiter, gcra_parameters
 
 from .._need import need_module
 from .conftest import RedisServer
@@ -58,9 +60,9 @@ def test_gcra_parameters_keep_the_quota() -> None:
 
 
 def test_display_url_hides_the_password() -> None:
-    assert display_url("redis://:s3cret@host:6380/1") == "redis://:***@host:6380/1"
-    assert display_url("rediss://user:s3cret@h/0") == "rediss://user:***@h/0"
-    assert display_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert redact_url("redis://:s3cret@host:6380/1") == "redis://:***@host:6380/1"
+    assert redact_url("rediss://user:s3cret@h/0") == "rediss://user:***@h/0"
+    assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
 
 
 # --- the window promise ----------------------------------------------------------------
