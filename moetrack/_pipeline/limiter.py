@@ -4,11 +4,16 @@ The send stage asks its :class:`Limiter` before every request. :class:`LocalLimi
 one process (two sliding windows, :mod:`moetrack._pipeline.ratelimit`); the Redis limiter
 (``limiter="redis://…"``) shares one account-wide quota between every process and host that
 names the same Redis and app id. The API's quotas are per account, so a fleet must share one.
+
+A limiter may also size batches to the moment (:meth:`SizingLimiter.acquire_some`): grant
+the longest head of a batch that fits now, so a sender bound by the pace sends that much at
+once instead of waiting until the whole batch fits. Both limiters here do.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .ratelimit import WindowLimit
@@ -16,7 +21,7 @@ from .ratelimit import WindowLimit
 if TYPE_CHECKING:
     from .._config import Config
 
-__all__ = ["Limiter", "LocalLimiter", "make_limiter"]
+__all__ = ["Limiter", "LocalLimiter", "SizingLimiter", "head", "make_limiter"]
 
 
 @runtime_checkable
@@ -37,6 +42,32 @@ class Limiter(Protocol):
 
     def pause(self, seconds: float) -> None:
         """The server answered 429: nobody sharing this limiter sends for ``seconds``."""
+
+
+@runtime_checkable
+class SizingLimiter(Limiter, Protocol):
+    """A limiter that can grant part of a batch: what may go now, or when."""
+
+    def acquire_some(self, batch: Sequence[int], least: int) -> tuple[int, float]:
+        """``batch`` is its records in order, as runs: ``-k`` for k users (or devices),
+        ``+k`` for k events. Charge and return ``(n, 0.0)`` for the longest head of ``n``
+        records that fits now, if ``n >= least`` or it is the whole batch; otherwise charge
+        nothing and return ``(0, seconds)`` to wait until the first ``least`` records fit.
+        A head larger than a whole quota goes alone, once the window is empty."""
+
+
+def head(batch: Sequence[int], users: float, events: float) -> tuple[int, int, int]:
+    """The longest head of ``batch`` (runs, as for ``acquire_some``) holding at most
+    ``users`` users and ``events`` events: ``(records, users, events)`` in it."""
+    took = [0, 0]
+    room = (users, events)
+    for run in batch:
+        kind, k = (0, -run) if run < 0 else (1, run)
+        fit = max(0, int(min(room[kind] - took[kind], k)))
+        took[kind] += fit
+        if fit < k:
+            break
+    return took[0] + took[1], took[0], took[1]
 
 
 class LocalLimiter:
@@ -70,6 +101,27 @@ class LocalLimiter:
         self._granted = (users, events)
         return 0.0
 
+    def acquire_some(self, batch: Sequence[int], least: int) -> tuple[int, float]:
+        now = time.monotonic()
+        if self._paused_until > now:
+            return 0, self._paused_until - now
+        users, events = self.users, self.events
+        inf = float("inf")
+        records, u, e = head(
+            batch,
+            inf if users.limit is None else users.limit - users.used(now),
+            inf if events.limit is None else events.limit - events.used(now),
+        )
+        if records < least and records < sum(map(abs, batch)):
+            records, u, e = head(batch, *_first(batch, least))
+            wait = max(users.wait_time(u, now), events.wait_time(e, now))
+            if wait > 0:
+                return 0, wait
+        users.spend(u, now)
+        events.spend(e, now)
+        self._granted = (u, e)
+        return records, 0.0
+
     def answered(self) -> None:
         granted, self._granted = self._granted, None
         if granted is not None:
@@ -79,6 +131,19 @@ class LocalLimiter:
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def _first(batch: Sequence[int], least: int) -> tuple[int, int]:
+    """The users and events among the first ``least`` records of ``batch``."""
+    took = [0, 0]
+    for run in batch:
+        kind, k = (0, -run) if run < 0 else (1, run)
+        t = min(k, least)
+        took[kind] += t
+        least -= t
+        if least <= 0:
+            break
+    return took[0], took[1]
 
 
 def make_limiter(config: Config) -> Limiter:

@@ -18,7 +18,7 @@ import pytest
 from moetrack._config import Config
 from moetrack._pipeline.limiter import LocalLimiter, make_limiter
 from moetrack.redis import limiter as _redis_limiter
-from moetrack.redis.limiter import RedisLimiter, display_url, gcra_parameters
+from moetrack.redis.limiter import RedisLimiter, display_url
 
 from .._need import need_module
 from .conftest import RedisServer
@@ -42,19 +42,11 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
 # --- parameters --------------------------------------------------------------------------
 
 
-def test_gcra_parameters_keep_the_quota() -> None:
-    # 10,000 events a minute, batches of up to 1,000: burst 1,000, 9,000 a minute steady.
-    burst, per_unit, keep = gcra_parameters(10_000, 60.0, 1_000, 0.0)
-    assert burst == 1_000
-    assert per_unit == pytest.approx(60e6 / 9_000, abs=1)
-    assert burst + 60e6 / per_unit <= 10_000
-    assert keep >= 60e6
-    # 1,000 users a minute, batches as large as the quota: the burst stays a tenth of it.
-    burst, per_unit, _ = gcra_parameters(1_000, 60.0, 1_000, 1.0)
-    assert burst == 100
-    assert burst + 61e6 / per_unit <= 1_000
-    assert gcra_parameters(None, 60.0, 1_000, 1.0) == (0, 0, 0)
-    assert gcra_parameters(1, 60.0, 1_000, 1.0)[0] == 0
+def test_the_parameters_are_the_quota_and_the_window_alone() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", "app", 1_000, 10_000, 60.0)
+    assert limiter.parameters == (61_000_000, 1_000, 10_000)  # W + L (L = 1 s), Q users, Q events
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", "app", None, 600, 6.0, allowance=0.1)
+    assert limiter.parameters == (6_100_000, 0, 600)
 
 
 def test_display_url_hides_the_password() -> None:
@@ -127,7 +119,6 @@ def test_no_window_exceeds_the_quota(redis_server: RedisServer) -> None:
         "users_per_minute": 60,
         "events_per_minute": 400,
         "window": window,
-        "max_batch": 40,
         "allowance": 0.0,
     }
     grants: list[tuple[int, int, int]] = []
@@ -154,7 +145,7 @@ def test_no_window_exceeds_the_quota(redis_server: RedisServer) -> None:
 def test_the_allowance_widens_the_window(redis_server: RedisServer) -> None:
     """With the default allowance L, even windows of W + L hold at most the quota."""
     window = 0.6
-    settings = {"users_per_minute": 10, "events_per_minute": 60, "window": window, "max_batch": 20}
+    settings = {"users_per_minute": 10, "events_per_minute": 60, "window": window}
     grants: list[tuple[int, int, int]] = []
     threads = [
         threading.Thread(
@@ -172,15 +163,15 @@ def test_the_allowance_widens_the_window(redis_server: RedisServer) -> None:
 
 
 def test_both_quotas_are_charged_together_or_not_at_all(redis_server: RedisServer) -> None:
-    limiter = RedisLimiter(redis_server.url, "app", 10, 1_000, 60.0, max_batch=100)
+    limiter = RedisLimiter(redis_server.url, "app", 10, 1_000, 60.0)
     r = raw(redis_server)
-    # users: burst 1 of 10 a minute. The first batch goes; the second waits for the users.
-    assert limiter.acquire(1, 5) == 0.0
-    events_tat = r.get("mt:{app}:gcra:events")
+    # users: 10 a minute. The first batch takes them all; the second waits for the users.
+    assert limiter.acquire(10, 5) == 0.0
+    events = r.zrange("mt:{app}:window:events", 0, -1)
     wait = limiter.acquire(1, 5)
-    assert wait > 0
-    assert r.get("mt:{app}:gcra:events") == events_tat  # the events were not charged
-    for key in ("mt:{app}:gcra:users", "mt:{app}:gcra:events"):
+    assert 60 < wait <= 61
+    assert r.zrange("mt:{app}:window:events", 0, -1) == events  # the events were not charged
+    for key in ("mt:{app}:window:users", "mt:{app}:window:events"):
         assert r.pttl(key) > 0  # every key expires: nothing is left behind
     limiter.close()
 
@@ -221,6 +212,10 @@ def test_one_round_trip_per_acquire(redis_server: RedisServer) -> None:
     # A server that lost its scripts (a restart, SCRIPT FLUSH) costs one more, once.
     raw(redis_server).script_flush()
     assert _round_trips(redis_server, limiter, batches) == ["EVALSHA", "EVAL"] + ["EVALSHA"] * 24
+    # Part of a batch (its head that fits now) is one round trip too.
+    assert _round_trips(redis_server, limiter, lambda: limiter.acquire_some([-2, 7], 3)) == [
+        "EVALSHA"
+    ]
     # A 429's pause is one round trip too.
     assert _round_trips(redis_server, limiter, lambda: limiter.pause(1.0)) == ["EVALSHA"]
     limiter.close()
@@ -312,14 +307,15 @@ def test_make_limiter_builds_it_from_the_config(redis_server: RedisServer) -> No
     assert isinstance(limiter, RedisLimiter)
     assert isinstance(limiter.fallback, LocalLimiter)
     assert limiter.keys == (
-        "mt:{APPID123}:gcra:users",
-        "mt:{APPID123}:gcra:events",
+        "mt:{APPID123}:window:users",
+        "mt:{APPID123}:window:events",
         "mt:{APPID123}:pause",
+        "mt:{APPID123}:clock",
     )
-    assert limiter.parameters[1][0] == 50  # burst: the largest batch, a tenth of 600 here
+    assert limiter.parameters == (6_250_000, 0, 600)  # W + L (L at least 0.25 s), the quotas
     assert limiter.acquire(3, 3) == 0.0
-    assert raw(redis_server).exists("mt:{APPID123}:gcra:events")
-    assert not raw(redis_server).exists("mt:{APPID123}:gcra:users")  # that quota is off
+    assert raw(redis_server).exists("mt:{APPID123}:window:events")
+    assert not raw(redis_server).exists("mt:{APPID123}:window:users")  # that quota is off
     limiter.close()
 
 
@@ -419,3 +415,39 @@ def test_four_producers_share_one_quota(redis_server: RedisServer) -> None:
     assert len(events) == producers * per_producer
     delivered = {(e["customer_id"].split("-")[0], e["attributes"]["i"]) for e in events}
     assert len(delivered) == producers * per_producer  # every event, once
+
+
+def test_no_window_exceeds_the_quota_whatever_the_batch_sizes(redis_server: RedisServer) -> None:
+    """A relay's small batches beside an app's larger ones, on one key: a relay streaming
+    batches of 10 back to back, an app now and then taking all it is given, one event at a
+    time. Still no window of the quota's length holds more than the quota."""
+    window, quota = 2.0, 400
+    grants: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    end = time.monotonic() + 4 * window
+
+    def sender(size: int, greedy: bool) -> None:
+        limiter = RedisLimiter(redis_server.url, "app", None, quota, window, allowance=0.0)
+        while time.monotonic() < end:
+            wait = limiter.acquire(0, size)
+            if wait > 0:
+                if greedy:  # the app comes back a while later, for all it can get
+                    time.sleep(window * 1.1)
+                else:
+                    time.sleep(wait)  # the limiter's own answer paces, as in the sender
+                continue
+            with lock:
+                grants.append((limiter.last_grant, size))
+            limiter.answered()
+        limiter.close()
+
+    threads = [
+        threading.Thread(target=sender, args=(10, False)),
+        threading.Thread(target=sender, args=(1, True)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    span = int(window * 1_000_000)
+    assert _worst_window(grants, span) <= quota, _worst_window(grants, span)
