@@ -21,7 +21,7 @@ from .ratelimit import WindowLimit
 if TYPE_CHECKING:
     from .._config import Config
 
-__all__ = ["Limiter", "LocalLimiter", "SizingLimiter", "head", "make_limiter"]
+__all__ = ["Limiter", "LocalLimiter", "SizingLimiter", "first_units", "head", "make_limiter"]
 
 
 @runtime_checkable
@@ -113,7 +113,7 @@ class LocalLimiter:
             inf if events.limit is None else events.limit - events.used(now),
         )
         if records < least and records < sum(map(abs, batch)):
-            records, u, e = head(batch, *_first(batch, least))
+            records, u, e = head(batch, *first_units(batch, least))
             wait = max(users.wait_time(u, now), events.wait_time(e, now))
             if wait > 0:
                 return 0, wait
@@ -123,7 +123,8 @@ class LocalLimiter:
         return records, 0.0
 
     def answered(self) -> None:
-        granted, self._granted = self._granted, None
+        # Kept until the next grant: the halves of a 413 end later, each moving the stamp.
+        granted = self._granted
         if granted is not None:
             now = time.monotonic()
             self.users.restamp_last(granted[0], now)
@@ -133,7 +134,7 @@ class LocalLimiter:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
 
-def _first(batch: Sequence[int], least: int) -> tuple[int, int]:
+def first_units(batch: Sequence[int], least: int) -> tuple[int, int]:
     """The users and events among the first ``least`` records of ``batch``."""
     took = [0, 0]
     for run in batch:

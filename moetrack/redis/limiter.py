@@ -5,28 +5,32 @@ import of one app id draw from the same ``users_per_minute`` and ``events_per_mi
 API counts its quotas per account, so a fleet of processes pacing themselves alone earns 429s.
 
 The algorithm is an exact sliding window kept in Redis: per quota one sorted set of the
-grants (score: Redis's clock, ``TIME``, in µs; member: the running total of units granted
-and the grant's own count), checked and charged by one Lua script, one round trip per batch.
-The hosts' clocks never matter, and neither do the senders' batch sizes: the parameters are
-the quota ``Q``, the window ``W`` and an allowance ``L`` alone, the same for every process.
+grants, checked and charged by one Lua script, one round trip per batch, on Redis's clock
+(``TIME``), so the hosts' clocks never matter. Neither do the senders' batch sizes: the
+parameters are the quota ``Q``, the window ``W`` and an allowance ``L`` alone, the same for
+every process.
 
-A grant of ``n`` units at Redis time ``t`` is made iff the grants stamped in
-``(t - W - L, t]`` plus ``n`` are at most ``Q``; it is then stamped ``t`` (``t`` never steps
-back: the script keeps the latest time it has seen, should Redis's clock step back). Both
-quotas are checked in the same call and charged together, or neither is charged and the wait
-comes back: the exact time until enough of the oldest grants leave the window.
+Each grant is scored with the latest moment the server may count its request: its grant time
+``g`` plus ``L`` (the allowance covers the reply from Redis, packing, and the request's way to
+the server), until the sender reports, with its next acquire, when the answer came ``a``;
+then ``a`` (the server counted it before answering). A grant leaves the window when its score
+is ``W`` old. A batch of ``n`` at Redis time ``t`` is granted iff the units in the window plus
+``n`` are at most ``Q`` (``t`` never steps back: the script keeps the latest time it has seen).
+Both quotas are checked in the same call and charged together, or neither is charged and the
+wait comes back: the exact time until enough of the oldest grants leave the window.
 
-Why no window of the server's holds more than ``Q``. Let the server count a request at some
-moment ``c`` with ``g <= c <= g + L``, ``g`` its grant (``L``, the allowance, covers the
-reply from Redis, packing, and the request's way to the server). A window ``(b, b + W]`` of
-the server's then holds only requests granted in ``(b - L, b + W]``, a span of ``W + L``.
-Take the last of them to be granted, at ``s``: every other was granted before it, at a stamp
-``> b - L >= s - W - L``, so all were still counted when it was granted, and the script
+Why no window of the server's holds more than ``Q``. The server counts a request at some ``c``
+with ``g <= c <= score``. A window ``(b, b + W]`` of the server's holds only requests with
+``g <= b + W`` and ``score >= c > b``. Take the last of them to be granted, at ``s <= b + W``:
+every other was granted before it with a score ``> b >= s - W`` (a report only lowers a score
+to its answer, still ``>= c``), so all were in the window when it was granted, and the script
 granted it only if the total, its own units included, was at most ``Q``. A batch larger than
 the whole quota (never made by the packer) goes alone, once the window is empty.
 
-The pace: a window of ``W + L`` holds ``Q``, so sustained use is ``W / (W + L)`` of the
-quota whatever the batch sizes (98.4 % at a minute with ``L`` = 1 s).
+The pace: a busy sender reports each answer with its next acquire, so each grant holds its
+units for ``W`` plus the request's own time; sustained use is the whole quota less that, and
+never less than ``W / (W + L)`` of it (98.4 % at a minute with ``L`` = 1 s). A process with two
+requests in flight at once (sync mode) reports neither: they hold theirs for ``W + L``.
 
 ``acquire_some`` (one round trip too) grants the longest head of a batch that fits now, if
 it holds at least ``least`` records, so a sender bound by the pace sends what may go now
@@ -53,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .._exceptions import ConfigurationError
+from .._pipeline.limiter import first_units
 
 if TYPE_CHECKING:
     import redis
@@ -72,22 +77,27 @@ CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 1.0
 #: The least time (seconds) allowed between a grant and its request reaching the server.
 MIN_ALLOWANCE = 0.25
+#: Answered grants kept to report with the next acquire (more are left to expire as they are).
+MAX_REPORTS = 16
 
-#: KEYS: users window, events window, pause, clock (the latest time seen: the script's clock
-#:   never steps back, even when Redis's does).
+#: KEYS: users window, events window, pause, state (a hash: ``clock``, the latest time seen,
+#:   so the script's clock never steps back even when Redis's does; ``used1``/``used2``, the
+#:   units in each window; ``seq1``/``seq2``, the running total of units granted, which names
+#:   each grant).
 #: ARGV[1] = "acquire", ARGV[2] = the clock in µs (tests only; "0": Redis's ``TIME``),
-#:   ARGV[3] = the span ``W + L`` in µs, ARGV[4], ARGV[5] = the users and events quotas
-#:   (0: no limit), ARGV[6] = ``least``, ARGV[7...] = the batch as runs of records in order:
-#:   ``-k`` is k users (or devices), ``+k`` k events. Grants the longest head of the batch
-#:   that fits now if it holds at least ``least`` records (or all of them), charging both
-#:   quotas; otherwise charges nothing. Returns ``{records granted, wait µs, now µs}``: the
-#:   wait, when nothing was granted, until the first ``least`` records fit (a pause counts).
+#:   ARGV[3] = ``W`` and ARGV[4] = ``L`` in µs, ARGV[5], ARGV[6] = the users and events quotas
+#:   (0: no limit), ARGV[7] = ``least``, ARGV[8] = ``R``, the number of answered grants that
+#:   follow, five numbers each: users seq and units, events seq and units (0 when none), µs
+#:   since the answer; then the batch as runs of records in order: ``-k`` is k users (or
+#:   devices), ``+k`` k events. Grants the longest head of the batch that fits now if it holds
+#:   at least ``least`` records (or all of them), charging both quotas; otherwise charges
+#:   nothing. Returns ``{records granted, wait µs, now µs, users seq, events seq}``: the wait,
+#:   when nothing was granted, until the first ``least`` records fit (a pause counts).
 #: ARGV[1] = "pause", ARGV[2] = milliseconds: the pause key lives at least that long. Returns
 #:   the pause's remaining milliseconds.
-#: Each window is a sorted set: score the grant's stamp, member ``"<running total>:<n>"`` (the
-#: total zero-padded, so equal stamps sort in grant order), so the units in the window are
-#: the last total less the first member's total before it: O(log n) a call, however many
-#: grants the window holds. Times are integer µs, exact in a Lua number and a score (< 2^53).
+#: A window is a sorted set of grants: score the moment the server has surely counted the
+#: request (the grant plus ``L``, until the sender reports when its answer came: then that),
+#: member ``"<seq>:<units>"``. Times are integer µs, exact in a Lua number and a score.
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
 if ARGV[1] == 'pause' then
@@ -99,41 +109,55 @@ if ARGV[1] == 'pause' then
   end
   return left
 end
+local function fmt(x) return string.format('%.0f', x) end
 local now = tonumber(ARGV[2])
 if now <= 0 then
   local clock = redis.call('TIME')
   now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 end
-local span = tonumber(ARGV[3])
-local seen = tonumber(redis.call('GET', KEYS[4]) or '0')
-if seen >= now then
-  now = seen
-else
-  redis.call('SET', KEYS[4], string.format('%.0f', now), 'PX', math.ceil(span / 1000) + 1000)
+local window, allowance = tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = KEYS[4]
+local seen = tonumber(redis.call('HGET', state, 'clock') or '0')
+if seen >= now then now = seen else redis.call('HSET', state, 'clock', fmt(now)) end
+redis.call('PEXPIRE', state, math.ceil((window + allowance) / 1000) + 1000)
+-- answered grants: the server counted them before their answer came
+local restamps = tonumber(ARGV[8])
+for r = 0, restamps - 1 do
+  local base = 9 + 5 * r
+  local at = now - tonumber(ARGV[base + 4])
+  for i = 1, 2 do
+    local seq = tonumber(ARGV[base + 2 * i - 2])
+    if seq > 0 then
+      local member = fmt(seq) .. ':' .. ARGV[base + 2 * i - 1]
+      local score = redis.call('ZSCORE', KEYS[i], member)
+      if score and tonumber(score) > at then redis.call('ZADD', KEYS[i], fmt(at), member) end
+    end
+  end
 end
 local left = redis.call('PTTL', KEYS[3])
-if left > 0 then return {0, left * 1000, now} end
-local quota = {tonumber(ARGV[4]), tonumber(ARGV[5])}
-local least = tonumber(ARGV[6])
-local used, total, last, room = {0, 0}, {0, 0}, {0, 0}, {0, 0}
+if left > 0 then return {0, left * 1000, now, 0, 0} end
+local quota = {tonumber(ARGV[5]), tonumber(ARGV[6])}
+local least = tonumber(ARGV[7])
+local used, room = {0, 0}, {0, 0}
 for i = 1, 2 do
   if quota[i] > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%.0f', now - span))
-    local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-    if top[1] then
-      local first = redis.call('ZRANGE', KEYS[i], 0, 0)[1]
-      local before, n = string.match(first, '^(%d+):(%d+)$')
-      total[i] = tonumber(string.match(top[1], '^(%d+):'))
-      last[i] = tonumber(top[2])
-      used[i] = total[i] - (tonumber(before) - tonumber(n))
+    local cutoff = fmt(now - window)
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff)
+    if gone[1] then
+      local n = 0
+      for _, member in ipairs(gone) do n = n + tonumber(string.match(member, ':(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', cutoff)
+      redis.call('HINCRBY', state, 'used' .. i, -n)
     end
+    if redis.call('ZCARD', KEYS[i]) == 0 then redis.call('HSET', state, 'used' .. i, 0) end
+    used[i] = tonumber(redis.call('HGET', state, 'used' .. i) or '0')
     room[i] = quota[i] - used[i]
   end
 end
 -- the longest head that fits, and the units of the first ``least`` records
 local take, need = {0, 0}, {0, 0}
 local records, walked, all, full = 0, 0, 0, true
-for j = 7, #ARGV do
+for j = 9 + 5 * restamps, #ARGV do
   local k = tonumber(ARGV[j])
   local i = 2
   if k < 0 then i, k = 1, -k end
@@ -172,7 +196,7 @@ if records < least and records < all then
           for p = 1, #page, 2 do
             excess = excess - tonumber(string.match(page[p], ':(%d+)$'))
             if excess <= 0 then
-              wait = math.max(wait, tonumber(page[p + 1]) + span - now)
+              wait = math.max(wait, tonumber(page[p + 1]) + window - now)
               break
             end
           end
@@ -180,19 +204,20 @@ if records < least and records < all then
         end
       end
     end
-    return {0, wait, now}
+    return {0, wait, now, 0, 0}
   end
   records, take = least, need
 end
+local seqs = {0, 0}
 for i = 1, 2 do
   if quota[i] > 0 and take[i] > 0 then
-    local stamp = math.max(now, last[i])
-    local member = string.format('%015.0f:%.0f', total[i] + take[i], take[i])
-    redis.call('ZADD', KEYS[i], string.format('%.0f', stamp), member)
-    redis.call('PEXPIRE', KEYS[i], math.ceil((stamp - now + span) / 1000) + 1000)
+    seqs[i] = redis.call('HINCRBY', state, 'seq' .. i, take[i])
+    redis.call('HINCRBY', state, 'used' .. i, take[i])
+    redis.call('ZADD', KEYS[i], fmt(now + allowance), fmt(seqs[i]) .. ':' .. fmt(take[i]))
+    redis.call('PEXPIRE', KEYS[i], math.ceil((window + allowance) / 1000) + 1000)
   end
 end
-return {records, 0, now}
+return {records, 0, now, seqs[1], seqs[2]}
 """
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
@@ -271,10 +296,10 @@ class RedisLimiter:
         )
         if allowance is None:
             allowance = max(window / 60, MIN_ALLOWANCE)
-        #: The window the script counts (µs: ``W + L``), and the users and events quotas
-        #: (0: off).
+        #: The window and the allowance (µs), and the users and events quotas (0: off).
         self.parameters = (
-            round((window + allowance) * 1_000_000),
+            round(window * 1_000_000),
+            round(allowance * 1_000_000),
             users_per_minute or 0,
             events_per_minute or 0,
         )
@@ -283,7 +308,7 @@ class RedisLimiter:
             f"{prefix}window:users",
             f"{prefix}window:events",
             f"{prefix}pause",
-            f"{prefix}clock",
+            f"{prefix}window",
         )
         #: Tests only: a clock (µs) the script uses instead of Redis's ``TIME``.
         self.clock: Callable[[], int] | None = None
@@ -301,6 +326,11 @@ class RedisLimiter:
         self._down = False  # Redis failed; the fallback paces until _retry_at
         self._retry_at = 0.0
         self._local_grant = False
+        # Grants through Redis whose request has not ended; the one in flight alone (its seqs
+        # and units), and answered ones (with the monotonic µs of the answer) to report.
+        self._flight = 0
+        self._alone: tuple[int, int, int, int] | None = None
+        self._answered: list[tuple[int, int, int, int, int]] = []
         #: Calls that reached Redis, and acquires answered by the fallback.
         self.round_trips = 0
         self.fallback_acquires = 0
@@ -333,10 +363,16 @@ class RedisLimiter:
     def acquire_some(self, batch: Sequence[int], least: int) -> tuple[int, float]:
         if self._use_fallback():
             return self._acquire_locally(batch, least)
-        span, users, events = self.parameters
+        window, allowance, users, events = self.parameters
         clock = 0 if self.clock is None else self.clock()
+        answered, self._answered = self._answered, []
+        now_us = self._micros()
+        reports = [x for *grant, at in answered for x in (*grant, max(0, now_us - at))]
         try:
-            granted, wait_us, now = self._run("acquire", clock, span, users, events, least, *batch)
+            granted, wait_us, now, users_seq, events_seq = self._run(
+                "acquire", clock, window, allowance, users, events, least, len(answered),
+                *reports, *batch,
+            )  # fmt: skip
         except self._errors as exc:
             self._went_down(exc)
             return self._acquire_locally(batch, least)
@@ -344,12 +380,30 @@ class RedisLimiter:
         if wait_us > 0:
             return 0, int(wait_us) / 1_000_000
         self.last_grant = int(now)
-        return int(granted), 0.0
+        granted = int(granted)
+        self._flight += 1
+        if self._flight == 1:
+            n_users, n_events = first_units(batch, granted)
+            self._alone = (int(users_seq), n_users, int(events_seq), n_events)
+        else:  # two requests in flight at once (sync mode): neither is reported
+            self._alone = None
+        return granted, 0.0
 
     def answered(self) -> None:
         if self._local_grant:
             self._local_grant = False
             self.fallback.answered()
+            return
+        if self._flight <= 0:
+            # Another request of the same grant (the halves of a 413): report its end instead.
+            if self._answered:
+                self._answered[-1] = (*self._answered[-1][:4], self._micros())
+            return
+        self._flight -= 1
+        # Reported with the next acquire: the server counted the request before now.
+        if self._flight == 0 and self._alone is not None and len(self._answered) < MAX_REPORTS:
+            self._answered.append((*self._alone, self._micros()))
+        self._alone = None
 
     def pause(self, seconds: float) -> None:
         self.fallback.pause(seconds)  # holds if Redis goes away during the pause
@@ -377,6 +431,12 @@ class RedisLimiter:
         if self._down:
             self._came_back()
         return result
+
+    def _micros(self) -> int:
+        """This process's clock in µs (the test clock when one is set)."""
+        if self.clock is not None:
+            return self.clock()
+        return int(time.monotonic() * 1_000_000)
 
     def _use_fallback(self) -> bool:
         return self._down and time.monotonic() < self._retry_at

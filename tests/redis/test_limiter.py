@@ -44,9 +44,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
 
 def test_the_parameters_are_the_quota_and_the_window_alone() -> None:
     limiter = RedisLimiter("redis://127.0.0.1:1/0", "app", 1_000, 10_000, 60.0)
-    assert limiter.parameters == (61_000_000, 1_000, 10_000)  # W + L (L = 1 s), Q users, Q events
+    assert limiter.parameters == (60_000_000, 1_000_000, 1_000, 10_000)  # W, L (1 s), quotas
     limiter = RedisLimiter("redis://127.0.0.1:1/0", "app", None, 600, 6.0, allowance=0.1)
-    assert limiter.parameters == (6_100_000, 0, 600)
+    assert limiter.parameters == (6_000_000, 100_000, 0, 600)
 
 
 def test_display_url_hides_the_password() -> None:
@@ -142,24 +142,24 @@ def test_no_window_exceeds_the_quota(redis_server: RedisServer) -> None:
     assert _worst_window([(t, e) for t, _, e in grants], 2 * span) > 400
 
 
-def test_the_allowance_widens_the_window(redis_server: RedisServer) -> None:
-    """With the default allowance L, even windows of W + L hold at most the quota."""
-    window = 0.6
-    settings = {"users_per_minute": 10, "events_per_minute": 60, "window": window}
-    grants: list[tuple[int, int, int]] = []
-    threads = [
-        threading.Thread(
-            target=_drive, args=(redis_server.url, 2.0, seed, grants, (3, 20)), kwargs=settings
-        )
-        for seed in range(3)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    span = int((window + max(window / 60, 0.25)) * 1_000_000)
-    assert _worst_window([(t, u) for t, u, _ in grants], span) <= 10
-    assert _worst_window([(t, e) for t, _, e in grants], span) <= 60
+def test_a_grant_counts_until_its_answer_or_the_allowance(redis_server: RedisServer) -> None:
+    """A grant holds its units for a window after the allowance, until its sender reports
+    (with its next acquire) when the answer came: then for a window after that."""
+    limiter = RedisLimiter(redis_server.url, "app", None, 10, 1.0, allowance=0.5)
+    other = RedisLimiter(redis_server.url, "app", None, 10, 1.0, allowance=0.5)
+    clock = [10_000_000]
+    limiter.clock = other.clock = lambda: clock[0]
+    assert limiter.acquire(0, 10) == 0.0
+    clock[0] += 100_000  # answered 0.1 s after its grant
+    limiter.answered()
+    clock[0] += 50_000  # the second half of a 413 split, answered 0.05 s later
+    limiter.answered()
+    clock[0] += 50_000
+    assert other.acquire(0, 1) == pytest.approx(1.3)  # not reported yet: the allowance holds
+    assert limiter.acquire(0, 1) == pytest.approx(0.95)  # reported: a window after the answer
+    assert other.acquire(0, 1) == pytest.approx(0.95)
+    limiter.close()
+    other.close()
 
 
 def test_both_quotas_are_charged_together_or_not_at_all(redis_server: RedisServer) -> None:
@@ -310,9 +310,9 @@ def test_make_limiter_builds_it_from_the_config(redis_server: RedisServer) -> No
         "mt:{APPID123}:window:users",
         "mt:{APPID123}:window:events",
         "mt:{APPID123}:pause",
-        "mt:{APPID123}:clock",
+        "mt:{APPID123}:window",
     )
-    assert limiter.parameters == (6_250_000, 0, 600)  # W + L (L at least 0.25 s), the quotas
+    assert limiter.parameters == (6_000_000, 250_000, 0, 600)  # W, L (at least 0.25 s), quotas
     assert limiter.acquire(3, 3) == 0.0
     assert raw(redis_server).exists("mt:{APPID123}:window:events")
     assert not raw(redis_server).exists("mt:{APPID123}:window:users")  # that quota is off
