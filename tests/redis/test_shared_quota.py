@@ -1,8 +1,9 @@
 """Senders of different kinds and batch sizes share one quota through the Redis limiter.
 
 A real redis-server, the emulator enforcing the quota, ``moetrack relay`` as a real process
-(its default batches: a fortieth of the quota) and an app's :class:`moetrack.Client` in
-this process (batches up to the whole quota), both as shipped but for the quota and window.
+(batches of 25, a fortieth of the quota) and an app's :class:`moetrack.Client` in this
+process (batches up to the whole quota), both as shipped but for the quota, the window and
+the relay's batch size.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def test_most_in_any_window_counts_half_open_windows() -> None:
 def test_a_relay_and_an_app_with_other_batch_sizes_keep_every_window(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """The relay sends batches of 25 (its default, a fortieth of the quota), the app up to
+    """The relay sends batches of 25 (a fortieth of the quota), the app up to
     1,000: together no window of the emulator's log holds more than the quota, and none of
     their requests earns a 429."""
     with Emulator(events_per_minute=QUOTA, rate_limit_window=WINDOW) as emu:
@@ -85,6 +86,7 @@ def test_a_relay_and_an_app_with_other_batch_sizes_keep_every_window(
                     "--events-per-minute", str(QUOTA),
                     "--users-per-minute", "0",
                     "--rate-limit-window", str(WINDOW),
+                    "--max-batch-size", "25",  # not the default: other sizes than the app's
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
