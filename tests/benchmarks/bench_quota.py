@@ -9,8 +9,10 @@ told the same quota and window. Users are not limited (the events bind). Setups:
 - ``redis``: three app processes sharing the Redis limiter, 13,000 events each;
 - ``mixed``: three processes sharing the Redis limiter, 13,000 events each: an app client
   (batches up to 1,000), ``moetrack relay`` draining a Redis backlog filled beforehand
-  (its default batches: a fortieth of the quota, 250) and ``moetrack import`` of a file
-  (batches up to 1,000).
+  (its default batches, up to 1,000) and ``moetrack import`` of a file (batches up to
+  1,000);
+- ``mixed-250``: the same with the relay's batches of 250 (``--max-batch-size 250``, a
+  fortieth of the quota: the relay's default before the shared limiter took any size).
 
 Every process is started first and waits; all are let go at once. Figures, from the
 emulator's request log (arrival times): ``took`` runs from the first to the last accepted
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 QUOTA, WINDOW = 10_000, 6.0
-SETUPS = ("local", "redis", "mixed")
+SETUPS = ("local", "redis", "mixed", "mixed-250")
 
 APP = textwrap.dedent(
     """
@@ -239,7 +241,10 @@ def run_setup(setup: str, redis_url: str, tmp: Path) -> Result:
                 run.app("a", 13_000, redis_url)
                 data = write_import(tmp / "history.jsonl", 13_000)
                 run.command("import", str(data), "--limiter", redis_url, "--restart")
-                run.command("relay", "--backlog", redis_url, "--limiter", redis_url)
+                relay = ["relay", "--backlog", redis_url, "--limiter", redis_url]
+                if setup == "mixed-250":
+                    relay += ["--max-batch-size", "250"]
+                run.command(*relay)
             load_before = os.getloadavg()[0]
             started = run.go()
             run.finish(timeout=600)
@@ -259,6 +264,7 @@ def table(results: list[Result]) -> str:
         "local": "one process, local limiter, 40,000 events",
         "redis": "three processes sharing the Redis limiter, 13,000 events each",
         "mixed": "three processes sharing the Redis limiter: app, relay, import, 13,000 each",
+        "mixed-250": "the same, the relay's batches of 250",
     }
     rows = [
         "| setup | took | least the quota allows | use | 429s | most events in any 6 s window "
