@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from .._exceptions import APIError, DeliveryError, MoetrackError, TransportError
@@ -90,6 +91,9 @@ class Sender:
         self.bytes = 0
         #: The last error of a batch released unsent (for the report of what a stop lost).
         self.last_error: MoetrackError | None = None
+        # While run() sends, the thread running it and how it takes the next items meanwhile.
+        self._runner: threading.Thread | None = None
+        self._ahead: Callable[[], bool] | None = None
 
     def packer(self) -> Packer:
         config = self.config
@@ -112,6 +116,25 @@ class Sender:
         interval = self.config.flush_interval
         first_taken = 0.0
         ended = False
+
+        def ahead() -> bool:
+            """While a request is in flight: take (and so prepare) the next batch's items."""
+            nonlocal ended, first_taken
+            room = self.config.max_batch_size - len(held) - len(packer)
+            if ended or room <= 0 or stop.requested:
+                return False
+            items = source.take(room, 0.0)
+            if items is None:
+                ended = True
+                return False
+            if not items:
+                return False
+            if not len(packer) and not held:
+                first_taken = _monotonic()
+            held.extend(items)
+            return True
+
+        self._runner, self._ahead = threading.current_thread(), ahead
         try:
             while not stop.expired() and not (stop.requested and not stop.drain):
                 while held and packer.add(held[0]):
@@ -144,6 +167,7 @@ class Sender:
                 ):
                     return
         finally:
+            self._runner = self._ahead = None
             rest = [*packer.take().items, *held]
             if rest:
                 source.release(rest)
@@ -318,7 +342,7 @@ class Sender:
             remaining = stop.remaining()
             if remaining is not None:
                 timeout = max(0.05, min(timeout, remaining))
-            status, error, retry_after = self._post(batch.body, timeout)
+            status, error, retry_after = self._post_ahead(batch.body, timeout)
             with self._lock:
                 self.limiter.answered()
                 self.requests += 1
@@ -347,6 +371,27 @@ class Sender:
             attempt += 1
             if not self._wait(source, stop, delay):
                 return RELEASE, error
+
+    def _post_ahead(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
+        """:meth:`_post`; in :meth:`run`, on a thread of its own while this one takes and
+        prepares the next batch's items, so the network and the CPU overlap."""
+        ahead = self._ahead
+        if ahead is None or threading.current_thread() is not self._runner:
+            return self._post(body, timeout)
+        result: list[tuple[int, MoetrackError, float | None]] = []
+        done = threading.Event()
+
+        def post() -> None:
+            try:
+                result.append(self._post(body, timeout))
+            finally:
+                done.set()
+
+        threading.Thread(target=post, name="moetrack-request", daemon=True).start()
+        while not done.is_set() and ahead():
+            pass
+        done.wait()
+        return result[0]
 
     def _post(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
         """One request. Never raises: no answer is status 0 with a TransportError."""
