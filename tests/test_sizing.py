@@ -7,8 +7,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+import pytest
+
 from moetrack._config import Config
 from moetrack._exceptions import MoetrackError
+from moetrack._pipeline import limiter as _limiter
 from moetrack._pipeline.limiter import LocalLimiter, head
 from moetrack._pipeline.sender import Sender
 from moetrack._pipeline.source import Stop
@@ -146,3 +149,19 @@ def test_the_next_batch_is_taken_while_a_request_is_in_flight() -> None:
         transport.release.set()
         runner.join(30)
     assert source.acked == 100
+
+
+def test_the_halves_of_a_413_move_the_local_grant_to_the_last_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each half of a split batch is answered on its own, after the grant: the window counts
+    the grant from the last answer (the server may have counted the second half then)."""
+    clock = [100.0]
+    monkeypatch.setattr(_limiter.time, "monotonic", lambda: clock[0])
+    limiter = LocalLimiter(None, 10, 60.0)
+    assert limiter.acquire(0, 10) == 0.0
+    clock[0] = 101.0
+    limiter.answered()  # the first half
+    clock[0] = 102.0
+    limiter.answered()  # the second half
+    assert limiter.acquire(0, 1) == pytest.approx(60.0)  # the window ends at 162, not 161
