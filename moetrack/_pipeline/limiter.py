@@ -11,16 +11,22 @@ A bucket of a minute's capacity may send twice its limit within one minute (a fu
 plus a minute of refill), which a server counting over a sliding or fixed window answers with
 429. Spends are stamped when the response arrives, which is never earlier than the moment the
 server counted them, so the client's window always closes after the server's does.
+
+A limiter may also size batches to the moment (:meth:`SizingLimiter.acquire_some`): grant
+the longest head of a batch that fits now, so a sender bound by the pace sends that much at
+once instead of waiting until the whole batch fits. Both limiters here do.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from .._config import Limiter
 
-__all__ = ["Limiter", "LocalLimiter", "WindowLimit"]
+__all__ = ["Limiter", "LocalLimiter", "SizingLimiter", "WindowLimit", "first_units", "head"]
 
 
 class WindowLimit:
@@ -55,6 +61,11 @@ class WindowLimit:
                 return max(0.0, stamp + self.window - now)
         return self.window  # unreachable: the window holds at least the excess
 
+    def used(self, now: float) -> int:
+        """Units spent within the window that ends at ``now``."""
+        self._expire(now)
+        return self._total
+
     def spend(self, n: int, now: float) -> None:
         if self.limit is None or n <= 0:
             return
@@ -68,6 +79,32 @@ class WindowLimit:
         stamp, count = self._spent[-1]
         if count == n and now > stamp:
             self._spent[-1] = (now, n)
+
+
+@runtime_checkable
+class SizingLimiter(Limiter, Protocol):
+    """A limiter that can grant part of a batch: what may go now, or when."""
+
+    def acquire_some(self, batch: Sequence[int], least: int) -> tuple[int, float]:
+        """``batch`` is its records in order, as runs: ``-k`` for k users (or devices),
+        ``+k`` for k events. Charge and return ``(n, 0.0)`` for the longest head of ``n``
+        records that fits now, if ``n >= least`` or it is the whole batch; otherwise charge
+        nothing and return ``(0, seconds)`` to wait until the first ``least`` records fit.
+        A head larger than a whole quota goes alone, once the window is empty."""
+
+
+def head(batch: Sequence[int], users: float, events: float) -> tuple[int, int, int]:
+    """The longest head of ``batch`` (runs, as for ``acquire_some``) holding at most
+    ``users`` users and ``events`` events: ``(records, users, events)`` in it."""
+    took = [0, 0]
+    room = (users, events)
+    for run in batch:
+        kind, k = (0, -run) if run < 0 else (1, run)
+        fit = max(0, int(min(room[kind] - took[kind], k)))
+        took[kind] += fit
+        if fit < k:
+            break
+    return took[0] + took[1], took[0], took[1]
 
 
 class LocalLimiter:
@@ -101,8 +138,30 @@ class LocalLimiter:
         self._granted = (users, events)
         return 0.0
 
+    def acquire_some(self, batch: Sequence[int], least: int) -> tuple[int, float]:
+        now = time.monotonic()
+        if self._paused_until > now:
+            return 0, self._paused_until - now
+        users, events = self.users, self.events
+        inf = float("inf")
+        records, u, e = head(
+            batch,
+            inf if users.limit is None else users.limit - users.used(now),
+            inf if events.limit is None else events.limit - events.used(now),
+        )
+        if records < least and records < sum(map(abs, batch)):
+            records, u, e = head(batch, *first_units(batch, least))
+            wait = max(users.wait_time(u, now), events.wait_time(e, now))
+            if wait > 0:
+                return 0, wait
+        users.spend(u, now)
+        events.spend(e, now)
+        self._granted = (u, e)
+        return records, 0.0
+
     def answered(self) -> None:
-        granted, self._granted = self._granted, None
+        # Kept until the next grant: the halves of a 413 end later, each moving the stamp.
+        granted = self._granted
         if granted is not None:
             now = time.monotonic()
             self.users.restamp_last(granted[0], now)
@@ -110,3 +169,16 @@ class LocalLimiter:
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def first_units(batch: Sequence[int], least: int) -> tuple[int, int]:
+    """The users and events among the first ``least`` records of ``batch``."""
+    took = [0, 0]
+    for run in batch:
+        kind, k = (0, -run) if run < 0 else (1, run)
+        t = min(k, least)
+        took[kind] += t
+        least -= t
+        if least <= 0:
+            break
+    return took[0], took[1]

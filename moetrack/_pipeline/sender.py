@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from .._exceptions import APIError, DeliveryError, MoetrackError, TransportError
@@ -26,6 +27,7 @@ from .._report import logger
 from .._wire import encode as _encode
 from .._wire import http as _http
 from .._wire.encode import Batch, Packer
+from .._wire.item import EVENT
 from .backends import make_limiter
 from .limiter import Limiter
 from .retry import RetryPolicy
@@ -47,6 +49,9 @@ FAIL: Final = 1
 RELEASE: Final = 2
 SPLIT: Final = 3  # settled by its halves
 RELEASE_SPLIT: Final = 4  # settled by its halves, the last of them released
+
+#: While the pace binds, a batch's head goes as soon as a tenth of it may (1/LEAST_PART).
+LEAST_PART: Final = 10
 
 
 class Sender:
@@ -87,6 +92,9 @@ class Sender:
         self.bytes = 0
         #: The last error of a batch released unsent (for the report of what a stop lost).
         self.last_error: MoetrackError | None = None
+        # While run() sends, the thread running it and how it takes the next items meanwhile.
+        self._runner: threading.Thread | None = None
+        self._ahead: Callable[[], bool] | None = None
 
     def packer(self) -> Packer:
         config = self.config
@@ -109,23 +117,42 @@ class Sender:
         interval = self.config.flush_interval
         first_taken = 0.0
         ended = False
+
+        def ahead() -> bool:
+            """While a request is in flight: take (and so prepare) the next batch's items."""
+            nonlocal ended, first_taken
+            room = self.config.max_batch_size - len(held) - len(packer)
+            if ended or room <= 0 or stop.requested:
+                return False
+            items = source.take(room, 0.0)
+            if items is None:
+                ended = True
+                return False
+            if not items:
+                return False
+            if not len(packer) and not held:
+                first_taken = _monotonic()
+            held.extend(items)
+            return True
+
+        self._runner, self._ahead = threading.current_thread(), ahead
         try:
             while not stop.expired() and not (stop.requested and not stop.drain):
                 while held and packer.add(held[0]):
                     held.popleft()
                 if held:  # the next item does not fit: the batch is full
-                    if not self.send(packer.take(), source, stop):
+                    if not self._send_next(packer, held, source, stop):
                         return
                     # What remains waits for its own interval, so a burst goes in full bodies.
                     first_taken = _monotonic()
                     continue
                 if ended:
-                    if len(packer):
-                        self.send(packer.take(), source, stop)
+                    if len(packer) and self._send_next(packer, held, source, stop):
+                        continue
                     return
                 now = _monotonic()
                 if len(packer) and now >= first_taken + interval:
-                    if not self.send(packer.take(), source, stop):
+                    if not self._send_next(packer, held, source, stop):
                         return
                     continue
                 timeout = first_taken + interval - now if len(packer) else interval
@@ -136,12 +163,47 @@ class Sender:
                     if not len(packer) and not held:
                         first_taken = _monotonic()
                     held.extend(items)
-                elif len(packer) and source.due() and not self.send(packer.take(), source, stop):
+                elif (
+                    len(packer) and source.due() and not self._send_next(packer, held, source, stop)
+                ):
                     return
         finally:
+            self._runner = self._ahead = None
             rest = [*packer.take().items, *held]
             if rest:
                 source.release(rest)
+
+    def _send_next(self, packer: Packer, held: deque[Item], source: Source, stop: Stop) -> bool:
+        """Send the packer's batch; or, when the pace binds and the limiter can size it, the
+        longest head of it that may go now (at least a tenth of it), the rest put
+        back in front of ``held`` for the next one. Waiting for room for the whole batch
+        would leave the room there is now unused. False as :meth:`send`."""
+        batch = packer.take()
+        acquire_some = getattr(self.limiter, "acquire_some", None)
+        if acquire_some is None:
+            return self.send(batch, source, stop)
+        items = batch.items
+        shape = _runs(items)
+        least = max(1, len(items) // LEAST_PART)
+        while True:
+            if stop.expired():
+                return self.send(batch, source, stop)  # released there
+            with self._lock:
+                granted, wait = acquire_some(shape, least)
+            if wait <= 0:
+                break
+            report = self.reporter
+            report.emit("rate_limited", wait=wait, users=batch.users, events=batch.events)
+            report.log(20, "ratelimit", "waiting %.1fs for the rate limit", wait)
+            if not self._wait(source, stop, wait):
+                source.release(items)
+                return False
+        if granted >= len(items):
+            return self.send(batch, source, stop, charged=True)
+        held.extendleft(reversed(items[granted:]))
+        part = items[:granted]
+        batches = Packer(self.config.max_batch_bytes, len(part)).pack_all(part)
+        return self._send_each(batches, source, stop, charged=True)
 
     def run_once(self, source: Source, stop: Stop) -> None:
         """Send what the source holds now, on this thread (sync mode, on the caller).
@@ -281,7 +343,7 @@ class Sender:
             remaining = stop.remaining()
             if remaining is not None:
                 timeout = max(0.05, min(timeout, remaining))
-            status, error, retry_after = self._post(batch.body, timeout)
+            status, error, retry_after = self._post_ahead(batch.body, timeout)
             with self._lock:
                 self.limiter.answered()
                 self.requests += 1
@@ -310,6 +372,27 @@ class Sender:
             attempt += 1
             if not self._wait(source, stop, delay):
                 return RELEASE, error
+
+    def _post_ahead(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
+        """:meth:`_post`; in :meth:`run`, on a thread of its own while this one takes and
+        prepares the next batch's items, so the network and the CPU overlap."""
+        ahead = self._ahead
+        if ahead is None or threading.current_thread() is not self._runner:
+            return self._post(body, timeout)
+        result: list[tuple[int, MoetrackError, float | None]] = []
+        done = threading.Event()
+
+        def post() -> None:
+            try:
+                result.append(self._post(body, timeout))
+            finally:
+                done.set()
+
+        threading.Thread(target=post, name="moetrack-request", daemon=True).start()
+        while not done.is_set() and ahead():
+            pass
+        done.wait()
+        return result[0]
 
     def _post(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
         """One request. Never raises: no answer is status 0 with a TransportError."""
@@ -374,6 +457,21 @@ class Sender:
         if any(secret in text for secret in self._secrets):
             return TransportError(_http.redact(text, self._secrets))
         return error
+
+
+def _runs(items: list[Item]) -> list[int]:
+    """The kinds of ``items`` in order as a limiter's runs: ``-k`` users, ``+k`` events."""
+    out: list[int] = []
+    run = 0
+    for item in items:
+        step = 1 if item.kind == EVENT else -1
+        if run and (run > 0) != (step > 0):
+            out.append(run)
+            run = 0
+        run += step
+    if run:
+        out.append(run)
+    return out
 
 
 def _failure(batch: Batch, cause: MoetrackError | None, why: str) -> DeliveryError:

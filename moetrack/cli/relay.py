@@ -39,8 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     relay.add_argument(
         "--max-batch-size",
         type=int,
-        help="most records per request (default: a fortieth of the events quota, at most "
-        "1000: small batches let the shared limiter pace close to the quota)",
+        help="most records per request (default 1000; any size shares the quota safely)",
     )
     relay.add_argument(
         "--metrics-port",
@@ -82,7 +81,7 @@ def _relay(args: argparse.Namespace) -> int:
             limiter=args.limiter or args.backlog,
             timeout=args.timeout,
             retry_deadline=RELAY_RETRY_DEADLINE,
-            max_batch_size=args.max_batch_size or _batch_size(args.events_per_minute),
+            max_batch_size=args.max_batch_size or 1_000,
         )
     except ConfigurationError as exc:
         return error("relay", str(exc))
@@ -135,15 +134,6 @@ def _relay(args: argparse.Namespace) -> int:
         relay.source.failed,
     )
     return 0
-
-
-def _batch_size(events_per_minute: int | None) -> int:
-    # The shared limiter lets a batch go without waiting for an idle bucket up to its burst,
-    # which is the batch size (at most a tenth of the quota); its pace is (quota - burst) per
-    # window. A fortieth keeps the pace within about 4 % of the quota.
-    if not events_per_minute:
-        return 1_000
-    return max(1, min(1_000, events_per_minute // 40))
 
 
 def _serve_metrics(relay: Relay, port: int) -> None:

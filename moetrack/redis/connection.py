@@ -75,8 +75,10 @@ class Keys:
     def chunk(self, chunk_id: str) -> str:
         return f"{self.base}:chunk:{chunk_id}"
 
-    def gcra(self, quota: str) -> str:
-        return f"{self.base}:gcra:{quota}"
+    def window(self, quota: str | None = None) -> str:
+        """The shared limiter's sorted set of grants for ``quota`` ("users" or "events"), or
+        with None its clock key (the script's clock never steps back)."""
+        return f"{self.base}:window" if quota is None else f"{self.base}:window:{quota}"
 
 
 def partition_of(customer_id: str, partitions: int) -> int:

@@ -1,29 +1,40 @@
 """The shared limiter: one account-wide quota for every process that names the same Redis.
 
-``limiter="redis://host:6379/0"`` (env ``MOETRACK_LIMITER``) makes every client and relay of
-one app id draw from the same ``users_per_minute`` and ``events_per_minute``. The API counts
-its quotas per account, so a fleet of processes pacing themselves alone earns 429s.
+``limiter="redis://host:6379/0"`` (env ``MOETRACK_LIMITER``) makes every client, relay and
+import of one app id draw from the same ``users_per_minute`` and ``events_per_minute``. The
+API counts its quotas per account, so a fleet of processes pacing themselves alone earns 429s.
 
-The algorithm is GCRA (the generic cell rate algorithm), one Lua script, one round trip per
-batch, on Redis's own clock (``TIME``), so the hosts' clocks never matter. Per quota ``Q``
-over ``W`` seconds, with a burst ``B`` (the largest batch that goes without waiting for an
-idle bucket, at most ``Q / 10``) and a latency allowance ``L``, one unit costs
-``T = (W + L) / (Q - B)`` seconds of "theoretical arrival time" (TAT), kept in one key.
+The algorithm is an exact sliding window kept in Redis: per quota one sorted set of the
+grants, checked and charged by one Lua script, one round trip per batch, on Redis's clock
+(``TIME``), so the hosts' clocks never matter. Neither do the senders' batch sizes: the
+parameters are the quota ``Q``, the window ``W`` and an allowance ``L`` alone, the same for
+every process.
 
-A batch of ``n`` units is granted at Redis time ``t`` iff ``TAT <= t + (B - n) * T``; then
-``TAT = max(TAT, t) + n * T``. Both quotas are checked in the same call and charged together,
-or neither is charged and the wait is returned. Why no window of ``W`` seconds ever holds
-more than ``Q`` units, even counting that a batch is taken whole: for grants ``1..k`` at
-``t_1 <= ... <= t_k``, each grant pushes the TAT by its cost, so the TAT before grant ``k`` is
-at least ``t_1 + (n_1 + ... + n_(k-1)) * T``; the grant condition at ``t_k`` then gives
-``n_1 + ... + n_k <= (t_k - t_1) / T + B``, which is at most ``Q`` while ``t_k - t_1 <= W + L``.
-So the quota holds at the server for every request that reaches it within ``L`` seconds of
-its grant (by default a sixtieth of the window, at least a quarter of a second: one second
-of a minute). A batch
-larger than ``B`` (up to the whole quota) still goes, once the bucket has been idle long
-enough; the same proof covers it. The steady pace is ``(Q - B) / (W + L)`` units a second:
-90 % of the quota, less the allowance, for batches up to ``B``; about half for batches near
-the whole quota.
+Each grant is scored with the latest moment the server may count its request: its grant time
+``g`` plus ``L`` (the allowance covers the reply from Redis, packing, and the request's way to
+the server), until the sender reports, with its next acquire, when the answer came ``a``;
+then ``a`` (the server counted it before answering). A grant leaves the window when its score
+is ``W`` old. A batch of ``n`` at Redis time ``t`` is granted iff the units in the window plus
+``n`` are at most ``Q`` (``t`` never steps back: the script keeps the latest time it has seen).
+Both quotas are checked in the same call and charged together, or neither is charged and the
+wait comes back: the exact time until enough of the oldest grants leave the window.
+
+Why no window of the server's holds more than ``Q``. The server counts a request at some ``c``
+with ``g <= c <= score``. A window ``(b, b + W]`` of the server's holds only requests with
+``g <= b + W`` and ``score >= c > b``. Take the last of them to be granted, at ``s <= b + W``:
+every other was granted before it with a score ``> b >= s - W`` (a report only lowers a score
+to its answer, still ``>= c``), so all were in the window when it was granted, and the script
+granted it only if the total, its own units included, was at most ``Q``. A batch larger than
+the whole quota (never made by the packer) goes alone, once the window is empty.
+
+The pace: a busy sender reports each answer with its next acquire, so each grant holds its
+units for ``W`` plus the request's own time; sustained use is the whole quota less that, and
+never less than ``W / (W + L)`` of it (98.4 % at a minute with ``L`` = 1 s). A process with two
+requests in flight at once (sync mode) reports neither: they hold theirs for ``W + L``.
+
+``acquire_some`` (one round trip too) grants the longest head of a batch that fits now, if
+it holds at least ``least`` records, so a sender bound by the pace sends what may go now
+instead of waiting for room for a whole batch.
 
 A 429 sets the shared key ``mt:{app}:pause`` (PX), which the script checks in the same round
 trip: every process then waits out the server's ``Retry-After``. Keys expire once they no
@@ -41,10 +52,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigurationError
-from .._pipeline.limiter import LocalLimiter
+from .._pipeline.limiter import LocalLimiter, first_units
 from .connection import Keys, connect, redact_url, redis_errors, url_password
 
 if TYPE_CHECKING:
@@ -52,7 +64,7 @@ if TYPE_CHECKING:
 
     from .._config import Config
 
-__all__ = ["SCRIPT", "RedisLimiter", "gcra_parameters"]
+__all__ = ["SCRIPT", "RedisLimiter"]
 
 logger = logging.getLogger("moetrack")
 
@@ -64,14 +76,27 @@ CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 1.0
 #: The least time (seconds) allowed between a grant and its request reaching the server.
 MIN_ALLOWANCE = 0.25
+#: Answered grants kept to report with the next acquire (more are left to expire as they are).
+MAX_REPORTS = 16
 
-#: KEYS: users TAT, events TAT, pause. ARGV[1] = "acquire", then per quota (users, events) five
-#:   numbers: cost, burst, T (µs per unit; 0: no limit), quota, keep (µs the key outlives its
-#:   TAT). Returns ``{wait, now}``: wait 0 when granted (both quotas charged), otherwise the
-#:   µs to wait (nothing charged), a pause included; now is Redis's clock, in µs.
+#: KEYS: users window, events window, pause, state (a hash: ``clock``, the latest time seen,
+#:   so the script's clock never steps back even when Redis's does; ``used1``/``used2``, the
+#:   units in each window; ``seq1``/``seq2``, the running total of units granted, which names
+#:   each grant).
+#: ARGV[1] = "acquire", ARGV[2] = the clock in µs (tests only; "0": Redis's ``TIME``),
+#:   ARGV[3] = ``W`` and ARGV[4] = ``L`` in µs, ARGV[5], ARGV[6] = the users and events quotas
+#:   (0: no limit), ARGV[7] = ``least``, ARGV[8] = ``R``, the number of answered grants that
+#:   follow, five numbers each: users seq and units, events seq and units (0 when none), µs
+#:   since the answer; then the batch as runs of records in order: ``-k`` is k users (or
+#:   devices), ``+k`` k events. Grants the longest head of the batch that fits now if it holds
+#:   at least ``least`` records (or all of them), charging both quotas; otherwise charges
+#:   nothing. Returns ``{records granted, wait µs, now µs, users seq, events seq}``: the wait,
+#:   when nothing was granted, until the first ``least`` records fit (a pause counts).
 #: ARGV[1] = "pause", ARGV[2] = milliseconds: the pause key lives at least that long. Returns
 #:   the pause's remaining milliseconds.
-#: Times are integer microseconds of Redis's clock, exact in a Lua number (below 2^53).
+#: A window is a sorted set of grants: score the moment the server has surely counted the
+#: request (the grant plus ``L``, until the sender reports when its answer came: then that),
+#: member ``"<seq>:<units>"``. Times are integer µs, exact in a Lua number and a score.
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
 if ARGV[1] == 'pause' then
@@ -83,64 +108,133 @@ if ARGV[1] == 'pause' then
   end
   return left
 end
+local function fmt(x) return string.format('%.0f', x) end
+local now = tonumber(ARGV[2])
+if now <= 0 then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+end
+local window, allowance = tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = KEYS[4]
+local seen = tonumber(redis.call('HGET', state, 'clock') or '0')
+if seen >= now then now = seen else redis.call('HSET', state, 'clock', fmt(now)) end
+redis.call('PEXPIRE', state, math.ceil((window + allowance) / 1000) + 1000)
+-- answered grants: the server counted them before their answer came
+local restamps = tonumber(ARGV[8])
+for r = 0, restamps - 1 do
+  local base = 9 + 5 * r
+  local at = now - tonumber(ARGV[base + 4])
+  for i = 1, 2 do
+    local seq = tonumber(ARGV[base + 2 * i - 2])
+    if seq > 0 then
+      local member = fmt(seq) .. ':' .. ARGV[base + 2 * i - 1]
+      local score = redis.call('ZSCORE', KEYS[i], member)
+      if score and tonumber(score) > at then redis.call('ZADD', KEYS[i], fmt(at), member) end
+    end
+  end
+end
 local left = redis.call('PTTL', KEYS[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-if left > 0 then return {left * 1000, now} end
-local wait = 0
-local tat = {0, 0}
+if left > 0 then return {0, left * 1000, now, 0, 0} end
+local quota = {tonumber(ARGV[5]), tonumber(ARGV[6])}
+local least = tonumber(ARGV[7])
+local used, room = {0, 0}, {0, 0}
 for i = 1, 2 do
-  local a = 5 * i - 3
-  local n, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local t, quota = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if n > 0 and t > 0 then
-    tat[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-    -- a batch over the whole quota can never fit: it goes alone once the bucket is idle
-    local allow_at = tat[i] - (burst - math.min(n, quota)) * t
-    if allow_at - now > wait then wait = allow_at - now end
+  if quota[i] > 0 then
+    local cutoff = fmt(now - window)
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff)
+    if gone[1] then
+      local n = 0
+      for _, member in ipairs(gone) do n = n + tonumber(string.match(member, ':(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', cutoff)
+      redis.call('HINCRBY', state, 'used' .. i, -n)
+    end
+    if redis.call('ZCARD', KEYS[i]) == 0 then redis.call('HSET', state, 'used' .. i, 0) end
+    used[i] = tonumber(redis.call('HGET', state, 'used' .. i) or '0')
+    room[i] = quota[i] - used[i]
   end
 end
-if wait > 0 then return {wait, now} end
+-- the longest head that fits, and the units of the first ``least`` records
+local take, need = {0, 0}, {0, 0}
+local records, walked, all, full = 0, 0, 0, true
+for j = 9 + 5 * restamps, #ARGV do
+  local k = tonumber(ARGV[j])
+  local i = 2
+  if k < 0 then i, k = 1, -k end
+  if walked < least then
+    local t = math.min(k, least - walked)
+    need[i] = need[i] + t
+    walked = walked + t
+  end
+  if full then
+    local fit = k
+    if quota[i] > 0 then fit = math.max(0, math.min(k, room[i] - take[i])) end
+    take[i] = take[i] + fit
+    records = records + fit
+    if fit < k then full = false end
+  end
+  all = all + k
+end
+if records < least and records < all then
+  -- a head larger than a whole quota can never fit: it goes alone, once the window is empty
+  local alone = true
+  for i = 1, 2 do
+    if quota[i] > 0 and need[i] > 0 and math.min(need[i], quota[i]) > room[i] then
+      alone = false
+    end
+  end
+  if not alone then
+    local wait = 1
+    for i = 1, 2 do
+      local excess = used[i] + math.min(need[i], quota[i]) - quota[i]
+      if quota[i] > 0 and need[i] > 0 and excess > 0 then
+        -- the oldest grants leave the window one by one: when is enough gone?
+        local start = 0
+        while excess > 0 do
+          local page = redis.call('ZRANGE', KEYS[i], start, start + 63, 'WITHSCORES')
+          if not page[1] then break end
+          for p = 1, #page, 2 do
+            excess = excess - tonumber(string.match(page[p], ':(%d+)$'))
+            if excess <= 0 then
+              wait = math.max(wait, tonumber(page[p + 1]) + window - now)
+              break
+            end
+          end
+          start = start + 64
+        end
+      end
+    end
+    return {0, wait, now, 0, 0}
+  end
+  records, take = least, need
+end
+local seqs = {0, 0}
 for i = 1, 2 do
-  local a = 5 * i - 3
-  local n, t, keep = tonumber(ARGV[a]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 4])
-  if n > 0 and t > 0 then
-    local new = math.max(tat[i], now) + n * t
-    local ttl = math.ceil((new - now + keep) / 1000) + 1
-    redis.call('SET', KEYS[i], string.format('%.0f', new), 'PX', ttl)
+  if quota[i] > 0 and take[i] > 0 then
+    seqs[i] = redis.call('HINCRBY', state, 'seq' .. i, take[i])
+    redis.call('HINCRBY', state, 'used' .. i, take[i])
+    redis.call('ZADD', KEYS[i], fmt(now + allowance), fmt(seqs[i]) .. ':' .. fmt(take[i]))
+    redis.call('PEXPIRE', KEYS[i], math.ceil((window + allowance) / 1000) + 1000)
   end
 end
-return {0, now}
+return {records, 0, now, seqs[1], seqs[2]}
 """
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 
-def gcra_parameters(
-    quota: int | None, window: float, max_batch: int, allowance: float
-) -> tuple[int, int, int]:
-    """``(burst, µs per unit, µs the key must outlive its TAT)`` for one quota; ``(0, 0, 0)``
-    when it is off. ``T`` is rounded up, which only makes the pace slower."""
-    if quota is None:
-        return (0, 0, 0)
-    burst = max(1, min(max_batch, quota // 10))
-    if burst >= quota:  # a quota of 1: one unit at a time, one per window
-        burst = 0
-    per_unit = math.ceil((window + allowance) * 1_000_000 / (quota - burst))
-    # A batch larger than the burst waits until TAT <= now - (n - burst) * T, with n up to
-    # the quota: the key must last that long past its TAT, or its absence would read as
-    # "idle for ever" too early.
-    keep = (quota - burst) * per_unit
-    return (burst, per_unit, keep)
+def runs(users: int, events: int) -> list[int]:
+    """A batch of ``users`` and ``events`` as the script's runs (order does not matter when
+    it is taken whole)."""
+    return [k for k in (-users, events) if k]
 
 
 class RedisLimiter:
     """The account's quotas shared through Redis by every process of one app id.
 
     ``RedisLimiter(url, app_id, users_per_minute, events_per_minute, window, fallback=...)``;
-    ``None`` turns a quota off. ``max_batch`` is the largest batch the sender makes (the
-    burst is at most a tenth of a quota); ``allowance`` the seconds a request may take from
-    its grant to the server (default: a sixtieth of the window, at least 0.25 s). Every
-    process sharing the quota must use the same figures. ``fallback`` paces this process
+    ``None`` turns a quota off. ``allowance`` is the seconds a request may take from its
+    grant to the server (default: a sixtieth of the window, at least 0.25 s). Every process
+    sharing the quota must use the same quotas, window and allowance; batch sizes may differ.
+    ``fallback`` paces this process
     alone while Redis is unreachable (default: a
     :class:`~moetrack._pipeline.limiter.LocalLimiter` of the same quotas).
     """
@@ -154,7 +248,6 @@ class RedisLimiter:
         window: float = 60.0,
         *,
         fallback: LocalLimiter | None = None,
-        max_batch: int = 1_000,
         allowance: float | None = None,
     ) -> None:
         self.url = redact_url(url)
@@ -168,15 +261,17 @@ class RedisLimiter:
         )
         if allowance is None:
             allowance = max(window / 60, MIN_ALLOWANCE)
-        users = gcra_parameters(users_per_minute, window, max_batch, allowance)
-        events = gcra_parameters(events_per_minute, window, max_batch, allowance)
-        #: (burst, µs per unit, quota, keep) of the users and the events quota.
+        #: The window and the allowance (µs), and the users and events quotas (0: off).
         self.parameters = (
-            (users[0], users[1], users_per_minute or 0, users[2]),
-            (events[0], events[1], events_per_minute or 0, events[2]),
+            round(window * 1_000_000),
+            round(allowance * 1_000_000),
+            users_per_minute or 0,
+            events_per_minute or 0,
         )
         keys = Keys(app_id)
-        self.keys = (keys.gcra("users"), keys.gcra("events"), keys.pause)
+        self.keys = (keys.window("users"), keys.window("events"), keys.pause, keys.window())
+        #: Tests only: a clock (µs) the script uses instead of Redis's ``TIME``.
+        self.clock: Callable[[], int] | None = None
         # One retry covers a pooled socket the server has closed.
         self._redis: redis.Redis = connect(
             url,
@@ -194,6 +289,11 @@ class RedisLimiter:
         self._down = False  # Redis failed; the fallback paces until _retry_at
         self._retry_at = 0.0
         self._local_grant = False
+        # Grants through Redis whose request has not ended; the one in flight alone (its seqs
+        # and units), and answered ones (with the monotonic µs of the answer) to report.
+        self._flight = 0
+        self._alone: tuple[int, int, int, int] | None = None
+        self._answered: list[tuple[int, int, int, int, int]] = []
         #: Calls that reached Redis, and acquires answered by the fallback.
         self.round_trips = 0
         self.fallback_acquires = 0
@@ -213,7 +313,6 @@ class RedisLimiter:
             config.events_per_minute,
             config.rate_limit_window,
             fallback=fallback,
-            max_batch=config.max_batch_size,
         )
 
     def __repr__(self) -> str:
@@ -222,24 +321,52 @@ class RedisLimiter:
     # --- the Limiter protocol -----------------------------------------------------------
 
     def acquire(self, users: int, events: int) -> float:
+        return self.acquire_some(runs(users, events), users + events)[1]
+
+    def acquire_some(self, batch: Sequence[int], least: int) -> tuple[int, float]:
         if self._use_fallback():
-            return self._acquire_locally(users, events)
-        (ub, ut, uq, uk), (eb, et, eq, ek) = self.parameters
+            return self._acquire_locally(batch, least)
+        window, allowance, users, events = self.parameters
+        clock = 0 if self.clock is None else self.clock()
+        answered, self._answered = self._answered, []
+        now_us = self._micros()
+        reports = [x for *grant, at in answered for x in (*grant, max(0, now_us - at))]
         try:
-            wait_us, now = self._run("acquire", users, ub, ut, uq, uk, events, eb, et, eq, ek)
+            granted, wait_us, now, users_seq, events_seq = self._run(
+                "acquire", clock, window, allowance, users, events, least, len(answered),
+                *reports, *batch,
+            )  # fmt: skip
         except self._errors as exc:
             self._went_down(exc)
-            return self._acquire_locally(users, events)
+            return self._acquire_locally(batch, least)
         self._local_grant = False
         if wait_us > 0:
-            return int(wait_us) / 1_000_000
+            return 0, int(wait_us) / 1_000_000
         self.last_grant = int(now)
-        return 0.0
+        granted = int(granted)
+        self._flight += 1
+        if self._flight == 1:
+            n_users, n_events = first_units(batch, granted)
+            self._alone = (int(users_seq), n_users, int(events_seq), n_events)
+        else:  # two requests in flight at once (sync mode): neither is reported
+            self._alone = None
+        return granted, 0.0
 
     def answered(self) -> None:
         if self._local_grant:
             self._local_grant = False
             self.fallback.answered()
+            return
+        if self._flight <= 0:
+            # Another request of the same grant (the halves of a 413): report its end instead.
+            if self._answered:
+                self._answered[-1] = (*self._answered[-1][:4], self._micros())
+            return
+        self._flight -= 1
+        # Reported with the next acquire: the server counted the request before now.
+        if self._flight == 0 and self._alone is not None and len(self._answered) < MAX_REPORTS:
+            self._answered.append((*self._alone, self._micros()))
+        self._alone = None
 
     def pause(self, seconds: float) -> None:
         self.fallback.pause(seconds)  # holds if Redis goes away during the pause
@@ -260,22 +387,28 @@ class RedisLimiter:
     def _run(self, *args: Any) -> Any:
         """One round trip: EVALSHA, or EVAL (which caches the script) if the server lost it."""
         try:
-            result = self._redis.evalsha(SCRIPT_SHA, 3, *self.keys, *args)
+            result = self._redis.evalsha(SCRIPT_SHA, 4, *self.keys, *args)
         except self._no_script:
-            result = self._redis.eval(SCRIPT, 3, *self.keys, *args)
+            result = self._redis.eval(SCRIPT, 4, *self.keys, *args)
         self.round_trips += 1
         if self._down:
             self._came_back()
         return result
 
+    def _micros(self) -> int:
+        """This process's clock in µs (the test clock when one is set)."""
+        if self.clock is not None:
+            return self.clock()
+        return int(time.monotonic() * 1_000_000)
+
     def _use_fallback(self) -> bool:
         return self._down and time.monotonic() < self._retry_at
 
-    def _acquire_locally(self, users: int, events: int) -> float:
+    def _acquire_locally(self, batch: Sequence[int], least: int) -> tuple[int, float]:
         self.fallback_acquires += 1
-        wait = self.fallback.acquire(users, events)
+        granted, wait = self.fallback.acquire_some(batch, least)
         self._local_grant = wait <= 0
-        return wait
+        return granted, wait
 
     def _went_down(self, exc: BaseException) -> None:
         with self._lock:

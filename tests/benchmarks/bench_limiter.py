@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             big = 10**12
             local = LocalLimiter(big, big, 60.0)
             # A burst far above the load: every call of the timed loop is granted.
-            shared = RedisLimiter(url, "bench", big, big, 60.0, max_batch=big)
+            shared = RedisLimiter(url, "bench", big, big, 60.0)
             paused = RedisLimiter(url, "bench-paused", big, big, 60.0)
             paused.pause(3600.0)
             assert paused.acquire(12, 637) > 0

@@ -20,7 +20,7 @@ from moetrack._pipeline.backends import make_limiter
 from moetrack._pipeline.limiter import LocalLimiter
 from moetrack.redis import limiter as _redis_limiter
 from moetrack.redis.connection import redact_url
-from moetrack.redis.limiter import RedisLimiter, gcra_parameters
+from moetrack.redis.limiter import RedisLimiter
 
 from .._need import need_module
 from .conftest import RedisServer
@@ -44,19 +44,11 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
 # --- parameters --------------------------------------------------------------------------
 
 
-def test_gcra_parameters_keep_the_quota() -> None:
-    # 10,000 events a minute, batches of up to 1,000: burst 1,000, 9,000 a minute steady.
-    burst, per_unit, keep = gcra_parameters(10_000, 60.0, 1_000, 0.0)
-    assert burst == 1_000
-    assert per_unit == pytest.approx(60e6 / 9_000, abs=1)
-    assert burst + 60e6 / per_unit <= 10_000
-    assert keep >= 60e6
-    # 1,000 users a minute, batches as large as the quota: the burst stays a tenth of it.
-    burst, per_unit, _ = gcra_parameters(1_000, 60.0, 1_000, 1.0)
-    assert burst == 100
-    assert burst + 61e6 / per_unit <= 1_000
-    assert gcra_parameters(None, 60.0, 1_000, 1.0) == (0, 0, 0)
-    assert gcra_parameters(1, 60.0, 1_000, 1.0)[0] == 0
+def test_the_parameters_are_the_quota_and_the_window_alone() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", "app", 1_000, 10_000, 60.0)
+    assert limiter.parameters == (60_000_000, 1_000_000, 1_000, 10_000)  # W, L (1 s), quotas
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", "app", None, 600, 6.0, allowance=0.1)
+    assert limiter.parameters == (6_000_000, 100_000, 0, 600)
 
 
 def test_display_url_hides_the_password() -> None:
@@ -129,7 +121,6 @@ def test_no_window_exceeds_the_quota(redis_server: RedisServer) -> None:
         "users_per_minute": 60,
         "events_per_minute": 400,
         "window": window,
-        "max_batch": 40,
         "allowance": 0.0,
     }
     grants: list[tuple[int, int, int]] = []
@@ -153,36 +144,36 @@ def test_no_window_exceeds_the_quota(redis_server: RedisServer) -> None:
     assert _worst_window([(t, e) for t, _, e in grants], 2 * span) > 400
 
 
-def test_the_allowance_widens_the_window(redis_server: RedisServer) -> None:
-    """With the default allowance L, even windows of W + L hold at most the quota."""
-    window = 0.6
-    settings = {"users_per_minute": 10, "events_per_minute": 60, "window": window, "max_batch": 20}
-    grants: list[tuple[int, int, int]] = []
-    threads = [
-        threading.Thread(
-            target=_drive, args=(redis_server.url, 2.0, seed, grants, (3, 20)), kwargs=settings
-        )
-        for seed in range(3)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    span = int((window + max(window / 60, 0.25)) * 1_000_000)
-    assert _worst_window([(t, u) for t, u, _ in grants], span) <= 10
-    assert _worst_window([(t, e) for t, _, e in grants], span) <= 60
+def test_a_grant_counts_until_its_answer_or_the_allowance(redis_server: RedisServer) -> None:
+    """A grant holds its units for a window after the allowance, until its sender reports
+    (with its next acquire) when the answer came: then for a window after that."""
+    limiter = RedisLimiter(redis_server.url, "app", None, 10, 1.0, allowance=0.5)
+    other = RedisLimiter(redis_server.url, "app", None, 10, 1.0, allowance=0.5)
+    clock = [10_000_000]
+    limiter.clock = other.clock = lambda: clock[0]
+    assert limiter.acquire(0, 10) == 0.0
+    clock[0] += 100_000  # answered 0.1 s after its grant
+    limiter.answered()
+    clock[0] += 50_000  # the second half of a 413 split, answered 0.05 s later
+    limiter.answered()
+    clock[0] += 50_000
+    assert other.acquire(0, 1) == pytest.approx(1.3)  # not reported yet: the allowance holds
+    assert limiter.acquire(0, 1) == pytest.approx(0.95)  # reported: a window after the answer
+    assert other.acquire(0, 1) == pytest.approx(0.95)
+    limiter.close()
+    other.close()
 
 
 def test_both_quotas_are_charged_together_or_not_at_all(redis_server: RedisServer) -> None:
-    limiter = RedisLimiter(redis_server.url, "app", 10, 1_000, 60.0, max_batch=100)
+    limiter = RedisLimiter(redis_server.url, "app", 10, 1_000, 60.0)
     r = raw(redis_server)
-    # users: burst 1 of 10 a minute. The first batch goes; the second waits for the users.
-    assert limiter.acquire(1, 5) == 0.0
-    events_tat = r.get("mt:{app}:gcra:events")
+    # users: 10 a minute. The first batch takes them all; the second waits for the users.
+    assert limiter.acquire(10, 5) == 0.0
+    events = r.zrange("mt:{app}:window:events", 0, -1)
     wait = limiter.acquire(1, 5)
-    assert wait > 0
-    assert r.get("mt:{app}:gcra:events") == events_tat  # the events were not charged
-    for key in ("mt:{app}:gcra:users", "mt:{app}:gcra:events"):
+    assert 60 < wait <= 61
+    assert r.zrange("mt:{app}:window:events", 0, -1) == events  # the events were not charged
+    for key in ("mt:{app}:window:users", "mt:{app}:window:events"):
         assert r.pttl(key) > 0  # every key expires: nothing is left behind
     limiter.close()
 
@@ -223,6 +214,10 @@ def test_one_round_trip_per_acquire(redis_server: RedisServer) -> None:
     # A server that lost its scripts (a restart, SCRIPT FLUSH) costs one more, once.
     raw(redis_server).script_flush()
     assert _round_trips(redis_server, limiter, batches) == ["EVALSHA", "EVAL"] + ["EVALSHA"] * 24
+    # Part of a batch (its head that fits now) is one round trip too.
+    assert _round_trips(redis_server, limiter, lambda: limiter.acquire_some([-2, 7], 3)) == [
+        "EVALSHA"
+    ]
     # A 429's pause is one round trip too.
     assert _round_trips(redis_server, limiter, lambda: limiter.pause(1.0)) == ["EVALSHA"]
     limiter.close()
@@ -314,14 +309,15 @@ def test_make_limiter_builds_it_from_the_config(redis_server: RedisServer) -> No
     assert isinstance(limiter, RedisLimiter)
     assert isinstance(limiter.fallback, LocalLimiter)
     assert limiter.keys == (
-        "mt:{APPID123}:gcra:users",
-        "mt:{APPID123}:gcra:events",
+        "mt:{APPID123}:window:users",
+        "mt:{APPID123}:window:events",
         "mt:{APPID123}:pause",
+        "mt:{APPID123}:window",
     )
-    assert limiter.parameters[1][0] == 50  # burst: the largest batch, a tenth of 600 here
+    assert limiter.parameters == (6_000_000, 250_000, 0, 600)  # W, L (at least 0.25 s), quotas
     assert limiter.acquire(3, 3) == 0.0
-    assert raw(redis_server).exists("mt:{APPID123}:gcra:events")
-    assert not raw(redis_server).exists("mt:{APPID123}:gcra:users")  # that quota is off
+    assert raw(redis_server).exists("mt:{APPID123}:window:events")
+    assert not raw(redis_server).exists("mt:{APPID123}:window:users")  # that quota is off
     limiter.close()
 
 
@@ -421,3 +417,39 @@ def test_four_producers_share_one_quota(redis_server: RedisServer) -> None:
     assert len(events) == producers * per_producer
     delivered = {(e["customer_id"].split("-")[0], e["attributes"]["i"]) for e in events}
     assert len(delivered) == producers * per_producer  # every event, once
+
+
+def test_no_window_exceeds_the_quota_whatever_the_batch_sizes(redis_server: RedisServer) -> None:
+    """A relay's small batches beside an app's larger ones, on one key: a relay streaming
+    batches of 10 back to back, an app now and then taking all it is given, one event at a
+    time. Still no window of the quota's length holds more than the quota."""
+    window, quota = 2.0, 400
+    grants: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    end = time.monotonic() + 4 * window
+
+    def sender(size: int, greedy: bool) -> None:
+        limiter = RedisLimiter(redis_server.url, "app", None, quota, window, allowance=0.0)
+        while time.monotonic() < end:
+            wait = limiter.acquire(0, size)
+            if wait > 0:
+                if greedy:  # the app comes back a while later, for all it can get
+                    time.sleep(window * 1.1)
+                else:
+                    time.sleep(wait)  # the limiter's own answer paces, as in the sender
+                continue
+            with lock:
+                grants.append((limiter.last_grant, size))
+            limiter.answered()
+        limiter.close()
+
+    threads = [
+        threading.Thread(target=sender, args=(10, False)),
+        threading.Thread(target=sender, args=(1, True)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    span = int(window * 1_000_000)
+    assert _worst_window(grants, span) <= quota, _worst_window(grants, span)
