@@ -37,6 +37,15 @@ class Transport(Protocol):
         """Release connections; ``send()`` may be called again afterwards."""
 
 
+def _connection_lost() -> tuple[type[Exception], ...]:
+    """The httpx errors of a connection that ended before an answer (not a timeout, not a
+    refused connection): sending again on a fresh connection is worth it at once. Looked
+    up only when a request failed."""
+    import httpx
+
+    return (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class HTTPTransport:
     """POSTs through one reused ``httpx.Client`` (keep-alive, TLS verification on)."""
 
@@ -67,7 +76,18 @@ class HTTPTransport:
         secrets = (headers.get("Authorization", ""),)
         try:
             with transport_errors("POST", url, secrets):
-                response = client.post(url, content=body, headers=dict(headers), timeout=timeout)
+                try:
+                    response = client.post(
+                        url, content=body, headers=dict(headers), timeout=timeout
+                    )
+                except _connection_lost():
+                    # The connection died before an answer: most often a pooled one that the
+                    # server, a load balancer or a NAT forgot while this process was idle or
+                    # frozen (a serverless function between invocations). The pool has let go
+                    # of it; once more at once, on another connection, and no failure counted.
+                    response = client.post(
+                        url, content=body, headers=dict(headers), timeout=timeout
+                    )
         except OSError as exc:  # below httpx: a socket error it did not wrap
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         return Response(response.status_code, response.headers, response.content)
