@@ -71,6 +71,11 @@ class HTTPTransport:
         """Import httpx now (the client is built on first use)."""
         import httpx  # noqa: F401
 
+    def open(self) -> None:
+        """Build the ``httpx.Client`` now (its TLS context takes tens of milliseconds): the
+        worker does it as it starts, so the first flush does not wait for it."""
+        self._get()
+
     def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
         client = self._get()
         secrets = (headers.get("Authorization", ""),)
