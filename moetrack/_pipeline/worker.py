@@ -101,12 +101,6 @@ class Worker:
     def _run(self) -> None:
         self.inside.active = True  # callbacks on this thread that track only queue
         source, stop = self.source, self.source.stop
-        open_transport = getattr(self.transport, "open", None)
-        if open_transport is not None and self.config.backlog is None:
-            try:  # before the first batch is due, so that a flush does not wait for it
-                open_transport()
-            except Exception:
-                logger.exception("opening the transport failed")
         while True:
             try:
                 # Returns once stopping: the source is empty, the deadline passed, or a batch

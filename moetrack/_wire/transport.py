@@ -52,6 +52,7 @@ class HTTPTransport:
     def __init__(self) -> None:
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        self._warmed = False
 
     def _get(self) -> httpx.Client:
         with self._lock:
@@ -68,13 +69,18 @@ class HTTPTransport:
             return self._client
 
     def warm(self) -> None:
-        """Import httpx now (the client is built on first use)."""
-        import httpx  # noqa: F401
+        """Build the ``httpx.Client`` now, on the thread building the moetrack client.
 
-    def open(self) -> None:
-        """Build the ``httpx.Client`` now (its TLS context takes tens of milliseconds): the
-        worker does it as it starts, so the first flush does not wait for it."""
-        self._get()
+        Building it imports httpcore and certifi and makes a TLS context (tens of
+        milliseconds). Done here, the first flush does not wait for it; and never on the
+        worker thread while another thread may fork: a child forked while that thread was
+        importing, or inside OpenSSL, would find a module half-initialised or a lock held
+        for good. Once per transport: a forked child builds its own on first use, not in a
+        fork hook while a thread of its parent may have held OpenSSL's locks.
+        """
+        if not self._warmed:
+            self._warmed = True
+            self._get()
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
         client = self._get()
