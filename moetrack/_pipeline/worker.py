@@ -138,7 +138,8 @@ class Worker:
         local.active = True
         try:
             source, stop = self.source, self.source.stop
-            while self.queue.size() and not stop.expired():
+            self.sender.run_once(source, stop)
+            while self.queue.size() and not stop.expired():  # what callbacks tracked meanwhile
                 self.sender.run_once(source, stop)
         finally:
             local.active = False
