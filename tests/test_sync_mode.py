@@ -155,3 +155,19 @@ def test_sync_callers_do_not_wait_on_another_callers_limiter_round_trip(
     finally:
         limiter.release.set()
         slow.join(STUCK)
+
+
+def test_an_element_queued_receiver_that_tracks_does_not_recurse(
+    emulator: Emulator, make_client: ClientFactory
+) -> None:
+    client = make_client()
+
+    def on_queued(sender: Any, **kw: Any) -> None:
+        if sender is client:
+            client.track("Seen", customer_id="u-ops")  # queued, with no signal of its own
+
+    with signals.element_queued.connected_to(on_queued):
+        client.track("Purchase", customer_id="u-buyer")
+    assert client.flush(STUCK)
+    assert client.stats().queued == 2
+    assert sorted(e["action"] for e in emulator.events()) == ["Purchase", "Seen"]
