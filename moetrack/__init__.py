@@ -35,6 +35,7 @@ from ._exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
+from ._serverless import flushing
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "current_context",
     "device",
     "flush",
+    "flushing",
     "get_client",
     "identify",
     "init",

@@ -279,13 +279,20 @@ class Client:
             return
         if self._pid != _getpid():
             self._forked()  # forked without Python's fork hooks (uWSGI forks from C)
-        if self._strict:
-            try:
-                record = self._prepare_strict(record)
-            except Dropped:
-                return  # before_send dropped it on purpose: counted, and not an error
-        queue = self._queue
         worker = self._worker
+        if self._strict:
+            inside = worker.inside
+            # A before_send that tracks, inside the strict preparation of another record (or on
+            # the worker thread): queued as it is, prepared by the pipeline, never recursively.
+            if not getattr(inside, "active", False):
+                inside.active = True
+                try:
+                    record = self._prepare_strict(record)
+                except Dropped:
+                    return  # before_send dropped it on purpose: counted, and not an error
+                finally:
+                    inside.active = False
+        queue = self._queue
         source = worker.source
         depth = queue.size()
         # Records the worker keeps up with are counted exactly once encoded, a moment later.
@@ -307,8 +314,7 @@ class Client:
             self._late(worker)  # type: ignore[unreachable]
             return
         if signals.built:
-            kind = record[0] if type(record) is tuple else record.kind
-            self._reporter.emit("element_queued", kind=kind)
+            self._queued_signal(record, worker)
         if self._sync:
             worker.run_inline()
             return
@@ -316,6 +322,17 @@ class Client:
             worker.ensure_started()
         if depth >= self._wake_at and not source.wake.is_set():
             source.wake.set()  # Event.set takes a lock: only when the worker is asleep
+
+    def _queued_signal(self, record: Any, worker: Worker) -> None:
+        inside = worker.inside
+        if getattr(inside, "queued", False):
+            return  # a receiver of element_queued tracked: no signal about its own record
+        inside.queued = True
+        try:
+            kind = record[0] if type(record) is tuple else record.kind
+            self._reporter.emit("element_queued", kind=kind)
+        finally:
+            inside.queued = False
 
     def _late(self, worker: Worker) -> None:
         """A record that passed the door as shutdown began: once the worker has ended,
@@ -384,18 +401,22 @@ class Client:
     # -- control -------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is delivered or finally failed.
+        """Send what was queued before this call now, and wait until it is settled.
 
-        "Done" means delivered, dropped or finally failed: check :meth:`stats` for which.
+        True when every one of those records was delivered or dropped on purpose (invalid,
+        or by ``before_send``; see ``stats().dropped``). False when one of them failed (a
+        permanent refusal, the retry deadline) or was lost at shutdown, or when ``timeout``
+        seconds passed first. It returns a round trip after the call, whatever the
+        ``flush_interval``.
+
         Records tracked after the call never satisfy it, and never hold it up.
 
         Args:
             timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
         Returns:
-            True once every record queued before the call is done (with ``backlog=``: stored
-            in Redis); False if ``timeout`` seconds passed first (or the client was shut down
-            with records still pending).
+            True once every record queued before the call is done as above (with
+            ``backlog=``: stored in Redis); False otherwise.
         """
         return self._worker.flush(timeout)
 

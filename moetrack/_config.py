@@ -87,12 +87,12 @@ class Config(NamedTuple):
     block_timeout: float = 1.0
     #: Seconds for one HTTP request (connect, write, read).
     timeout: float = 10.0
-    #: First retry delay in seconds; doubles per attempt, with full jitter.
+    #: First retry delay in seconds; doubles per failure (with jitter) up to the cap.
     retry_backoff: float = 0.5
-    #: Cap of one backoff step, seconds. A server's longer ``Retry-After`` is honoured as
-    #: given (past the retry deadline, the batch fails at once rather than wait); a shorter
-    #: one never makes a retry sooner than the step.
-    retry_backoff_max: float = 30.0
+    #: Cap of one backoff step, seconds: delivery resumes at most this long after the server
+    #: recovers. A server's ``Retry-After`` is honoured exactly instead of the step (past the
+    #: retry deadline, the batch fails at once rather than wait).
+    retry_backoff_max: float = 2.0
     #: Seconds after a batch's first attempt after which it is given up as failed.
     retry_deadline: float = 300.0
     #: Client-side rate limits; ``None`` turns one off.

@@ -115,6 +115,18 @@ class Reporter:
         except BaseException:  # even SystemExit: user code must not stop the worker
             logger.exception("the on_error callback raised")
 
+    def dropped(self, reason: str, error: MoetrackError | None, count: int = 1) -> None:
+        """Report ``count`` records dropped for ``reason``, the same way for every drop: a log
+        record and ``on_error`` (when there is an error to tell), and the ``element_dropped``
+        signal. Counting them is the source's business (``stats().dropped``)."""
+        if error is not None:
+            if count == 1:
+                self.log(logging.WARNING, "drop:" + reason, "dropped an element: %s", error)
+            else:
+                self.log(logging.WARNING, "drop:" + reason, "%s", error)
+            self.error(error)
+        self.emit("element_dropped", reason=reason, error=error, count=count)
+
     def emit(self, name: str, **kwargs: Any) -> None:
         """Send the signal ``name`` if anyone could be listening (no blinker import if not)."""
         if signals.built:

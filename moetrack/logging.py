@@ -146,8 +146,9 @@ class EventHandler(logging.Handler):
             client = self.client
             if client is None:
                 client = _api._default or _api.get_client()
-            if client._sync:
-                # A sync client sends inside track(), and the HTTP client logs as it does.
+            if client._sync or client._strict:
+                # A sync client sends inside track(), and the HTTP client logs as it does; a
+                # strict one runs before_send inside track(), which may log.
                 if _tracking.active:
                     return
                 _tracking.active = True

@@ -23,14 +23,12 @@ def emulator() -> Iterator[Emulator]:
 
 @pytest.fixture
 def make_client(emulator: Emulator) -> Iterator[ClientFactory]:
-    """Build clients aimed at the emulator (fast flush, quick retries); shut them down after."""
+    """Build clients aimed at the emulator, with the options as shipped unless a test says
+    otherwise; shut them down after."""
     clients: list[moetrack.Client] = []
 
     def make(emu: Emulator | None = None, **options: Any) -> moetrack.Client:
         emu = emu or emulator
-        options.setdefault("flush_interval", 0.05)
-        options.setdefault("retry_backoff", 0.01)
-        options.setdefault("retry_backoff_max", 0.2)
         client = moetrack.Client(emu.app_id, emu.api_key, endpoint=emu.url, **options)
         clients.append(client)
         return client

@@ -112,6 +112,7 @@ def test_a_thousand_events_users_and_devices_arrive_exactly_in_order(
 def test_actions_of_one_customer_are_merged_into_one_element(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
+    # A long interval, so that the actions tracked here wait for the one flush, together.
     client = make_client(flush_interval=5)
     with moetrack.context(customer_id="merge-me"):
         for n in range(20):
@@ -145,7 +146,7 @@ def test_fork_each_event_arrives_exactly_once(emulator: Emulator) -> None:
         import os
         _exit["client"] = client = moetrack.init(
             {emulator.app_id!r}, {emulator.api_key!r}, endpoint={emulator.url!r},
-            flush_interval=30,
+            flush_interval=30,  # nothing is sent before the fork: the queue is still full
         )
         for n in range(100):
             moetrack.track("Parent", customer_id="parent-user", n=n)
@@ -180,7 +181,7 @@ def test_fork_each_event_arrives_exactly_once(emulator: Emulator) -> None:
 def test_threads_and_tasks_never_carry_another_customer(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
-    moetrack.init(emulator.app_id, emulator.api_key, endpoint=emulator.url, flush_interval=0.05)
+    moetrack.init(emulator.app_id, emulator.api_key, endpoint=emulator.url)
     barrier = threading.Barrier(8)
 
     def worker(n: int) -> None:
@@ -233,7 +234,8 @@ def test_429_with_retry_after_is_honoured(emulator: Emulator, make_client: Clien
     retries: list[float] = []
 
     def on_retry(sender: Any, **kw: Any) -> None:
-        retries.append(kw["delay"])
+        if sender is client:  # not a client another test left running
+            retries.append(kw["delay"])
 
     signals.request_retried.connect(on_retry)
     try:
@@ -260,6 +262,7 @@ def test_dropped_connections_lose_nothing(emulator: Emulator, make_client: Clien
 
 def test_413_splits_and_resends(emulator: Emulator, make_client: ClientFactory) -> None:
     emulator.set_body_limit(6_000)
+    # A long interval, so that the records go in full bodies, which the server refuses.
     client = make_client(flush_interval=5)
     for n in range(200):
         client.track("Big", customer_id=f"user-{n % 7}", n=n, pad="x" * 100)
@@ -281,13 +284,12 @@ def test_401_fails_once_without_looping_and_never_logs_the_key(
         emulator.app_id,
         "wrong-secret-key-123",
         endpoint=emulator.url,
-        flush_interval=0.05,
         on_error=errors.append,
     )
     try:
         for n in range(10):
             client.track("X", customer_id="auth-user", n=n)
-        assert client.flush(10)
+        assert client.flush(10) is False  # settled, and failed
         stats = assert_accounted(client)
         # Failed at once, and nothing left that a retry loop could send again ...
         assert (stats.failed, stats.pending, stats.sent, stats.retried) == (10, 0, 0, 0)
@@ -317,7 +319,6 @@ def test_client_side_rate_limit_earns_no_429() -> None:
             emu.app_id,
             emu.api_key,
             endpoint=emu.url,
-            flush_interval=0.05,
             users_per_minute=8,
             events_per_minute=40,
             rate_limit_window=2.0,

@@ -20,8 +20,10 @@ PACKAGE = ROOT / "moetrack"
 #: which). A module that grows past the bound joins this list on purpose, or is split.
 SINGLE_CONCERN = {
     "moetrack/_client.py": "the Client object",
+    "moetrack/_pipeline/sender.py": "the send stage: pack, pace, send, retry, settle",
     "moetrack/_wire/validate.py": "the Data API's field rules",
     "moetrack/decorators.py": "@track_event",
+    "moetrack/redis/limiter.py": "the shared limiter: its script and its client",
     "moetrack/redis/source.py": "a relay's source: leased partitions and their fenced settling",
     "moetrack/testing/_checks.py": "the emulator's checks, quoted from the API document",
     "moetrack/testing/_emulator.py": "the Emulator object",

@@ -150,7 +150,7 @@ def test_default_client_is_resolved_when_a_record_is_emitted(
 ) -> None:
     # Configured before init(): the handler tracks on whatever the default client is then.
     configure(configured, dedicated(), level="INFO")
-    moetrack.init(emulator.app_id, emulator.api_key, endpoint=emulator.url, flush_interval=0.05)
+    moetrack.init(emulator.app_id, emulator.api_key, endpoint=emulator.url)
 
     with moetrack.context(customer_id="user-42"):
         logging.getLogger("events").info("Purchase", extra={"price": 10})
@@ -281,6 +281,35 @@ def test_sync_client_does_not_recurse_through_its_own_request_logging(
         assert client.stats().queued == 1
     finally:
         client.shutdown(2.0)
+
+
+def test_strict_client_does_not_recurse_through_a_before_send_that_logs(
+    emulator: Emulator,
+    configured: list[str],
+    make_client: ClientFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def before_send(element: dict[str, Any]) -> dict[str, Any]:
+        # In strict mode before_send runs on the caller's thread, inside track().
+        logging.getLogger("events").info("checked an element")
+        return element
+
+    client = make_client(strict=True, before_send=before_send)
+    configure(configured, {"events": {"handlers": ["moetrack"], "level": "INFO"}}, client=client)
+
+    def log_one() -> None:
+        with moetrack.context(customer_id="user-42"):
+            logging.getLogger("events").info("Purchase")
+
+    thread = threading.Thread(target=log_one, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "logging through a strict client did not return"
+    assert client.flush(30)
+    # Only the record logged by the application: not the line logged inside track().
+    assert [e["action"] for e in emulator.events()] == ["Purchase"]
+    assert client.stats().queued == 1
+    assert "Traceback" not in capsys.readouterr().err
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -439,7 +468,7 @@ def test_structlog_processor_default_instance_uses_default_client_and_never_rais
 
     from moetrack.logging import StructlogProcessor, structlog_processor
 
-    moetrack.init(emulator.app_id, emulator.api_key, endpoint=emulator.url, flush_interval=0.05)
+    moetrack.init(emulator.app_id, emulator.api_key, endpoint=emulator.url)
 
     def broken(event_dict: Any) -> str:
         raise ZeroDivisionError("no action today")

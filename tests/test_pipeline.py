@@ -31,7 +31,7 @@ def _sent(emulator: Emulator, action: str | None = None) -> int:
 def test_flush_is_never_true_before_its_records_arrived_whatever_is_dropped_later(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
-    client = make_client(retry_backoff=0.05, retry_backoff_max=0.05)
+    client = make_client()
     emulator.fail_for(3600, 503)  # every request fails until the test clears it
     for n in range(10):
         client.track("Early", customer_id="u-early", n=n)
@@ -55,7 +55,7 @@ def test_flush_is_never_true_before_its_records_arrived_whatever_is_dropped_late
 def test_flush_with_a_timeout_says_false_while_its_records_are_being_retried(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
-    client = make_client(retry_backoff=0.05, retry_backoff_max=0.05)
+    client = make_client()
     emulator.fail_for(3600, 503)
     client.track("Held", customer_id="u-held")
     assert emulator.wait_for(lambda: len(emulator.requests()) >= 1)
@@ -195,8 +195,7 @@ def test_a_shutdown_that_outlasts_its_join_leaves_the_transport_and_key_filter_t
         emulator.api_key,
         endpoint=emulator.url,
         transport=transport,
-        flush_interval=0.01,
-        timeout=30.0,
+        timeout=30.0,  # the request must outlast the shutdown, not time out
     )
     client.track("Slow", customer_id="u-1")
     assert transport.in_flight.wait(10)
@@ -260,6 +259,7 @@ def test_the_halves_of_a_413_split_are_not_charged_to_the_limiter_again(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
     limiter = _CountingLimiter()
+    # A long interval, so that the records go in one body, which the server refuses.
     client = make_client(limiter=limiter, flush_interval=60.0)
     emulator.set_body_limit(2_000)
     for n in range(40):
@@ -293,7 +293,7 @@ def test_other_4xx_and_501_505_fail_at_once(
     client = make_client()
     emulator.fail_next(1, status)
     client.track("Refused", customer_id="u-1")
-    assert client.flush(timeout=30)
+    assert client.flush(timeout=30) is False  # settled, and failed
     stats = client.stats()
     assert (stats.sent, stats.failed, stats.retried) == (0, 1, 0)
 
@@ -301,12 +301,12 @@ def test_other_4xx_and_501_505_fail_at_once(
 def test_retry_after_zero_never_makes_the_client_retry_faster_than_its_backoff(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
-    client = make_client(retry_backoff=0.05, retry_backoff_max=1.0)
+    client = make_client()
     emulator.fail_for(2.0, 429, retry_after=0)
     client.track("Throttled", customer_id="u-1")
     assert client.flush(timeout=30)
-    # 2 s of "Retry-After: 0": backoff steps of at least 0.025, 0.05, 0.1, ... 0.5 s allow
-    # about eight requests; honouring the header as given made more than a thousand.
+    # 2 s of "Retry-After: 0": backoff steps of at least 0.25, 0.5, 1 s allow about four
+    # requests; honouring the header as given made more than a thousand.
     assert len(emulator.requests()) <= 20
     assert _sent(emulator, "Throttled") == 1
 
@@ -337,7 +337,7 @@ def test_sync_mode_a_caller_in_backoff_never_blocks_other_callers(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
     transport = _HoldOneTransport(b"Blocked")
-    client = make_client(sync=True, transport=transport, retry_backoff=0.05, retry_backoff_max=0.1)
+    client = make_client(sync=True, transport=transport)
     blocked = threading.Thread(target=lambda: client.track("Blocked", customer_id="u-a"))
     blocked.start()
     assert transport.refused.wait(10)
@@ -378,8 +378,7 @@ def test_a_blocked_caller_waits_on_a_condition_not_a_busy_loop(emulator: Emulato
         queue=queue,
         queue_capacity=1,
         on_full="block",
-        block_timeout=0.5,
-        flush_interval=0.01,
+        block_timeout=0.5,  # the second call waits this long, then drops
     )
     try:
         client.track("First", customer_id="u-1")

@@ -84,7 +84,7 @@ class MemorySource:
         self.lock = threading.Lock()
         self.progress = threading.Condition(self.lock)
         self.wake = threading.Event()
-        self._prepare_lock = threading.Lock()  # one preparer at a time keeps positions in order
+        self._pause = threading.Event()  # never set: what sync mode waits on
         # under self.lock
         self.taken = 0
         self.held = 0
@@ -96,10 +96,16 @@ class MemorySource:
         self._ready: deque[Item] = deque()  # prepared, not taken by the sender
         self._out: dict[int, Item] = {}  # taken by the sender, not settled (by position)
         self._prepared_to = 0  # every position below is prepared or settled
+        # Chunks prepared ahead of an earlier one still being prepared on another thread (sync
+        # mode): start -> (end, items, bytes); they join _ready in position order.
+        self._chunks: dict[int, tuple[int, list[Item], int]] = {}
         self.settled_below = 0  # every position below is settled
+        # The lowest position of each batch failed or lost while a flush waits.
+        self._failures: list[int] = []
+        self._given_up = False  # give_up() counted everything: late preparers count nothing
         # Bytes held in memory (see the module's docstring).
         self.queued_in = 0  # added by the callers, without a lock
-        self.queued_out = 0  # added by the preparer (under _prepare_lock)
+        self.queued_out = 0  # added by the preparers (under self.lock)
         self.item_bytes = 0  # prepared items not settled yet (under self.lock)
 
     # -- the caller's side -------------------------------------------------------------------
@@ -117,75 +123,90 @@ class MemorySource:
     # -- the prepare stage -------------------------------------------------------------------
 
     def prepare_queued(self) -> None:
-        """Turn every queued record into an item (or a counted drop), in queue order."""
+        """Turn every queued record into an item (or a counted drop), in queue order.
+
+        No lock is held while ``before_send`` or a value's own code runs, nor while a drop is
+        reported: a callback may track (or log through a handler that tracks) without a
+        deadlock. In sync mode several callers prepare at once; each takes a chunk of
+        consecutive positions under the lock, and the chunks join the ready items in order.
+        """
         config = self.config
         max_bytes = config.max_batch_bytes
         before_send = config.before_send
         send = config.send
-        with self._prepare_lock:
-            while not self.stop.expired():
-                with self.lock:
-                    records = self.queue.take(TAKE_CHUNK)
-                    n = len(records)
-                    start = self.taken
-                    self.taken += n
-                    self.held += n
-                if not n:
+        while not self.stop.expired():
+            with self.lock:
+                if self.given_up():
                     return
-                ready: list[Item] = []
-                exact = 0
-                for position, record in enumerate(records, start):
-                    try:
-                        item = (
-                            record
-                            if type(record) is Item
-                            else prepare(record, max_bytes, before_send)
-                        )
-                    except ValidationError as exc:
-                        self._drop(exc.reason, exc)
-                        continue
-                    except Dropped:
-                        self._drop("before_send", None)
-                        continue
-                    # before_send, or a value's own code (a Mapping's items()), raised; even
-                    # SystemExit is this record's problem, never the end of the worker.
-                    except BaseException as exc:
-                        self._drop(
-                            "error",
-                            ValidationError(
-                                "", f"{type(exc).__name__} while preparing: {exc}", "error"
-                            ),
-                        )
-                        continue
-                    if not send:
-                        self._drop("send_disabled", None)
-                        continue
-                    item.ref = position
-                    exact += ITEM_OVERHEAD + len(item.payload)
-                    ready.append(item)
-                if self.queued_in > self.queued_out:  # callers estimated some of them
-                    # Never more than they added: they skip records the worker keeps up with.
-                    estimated = sum(map(estimate, records))
+                records = self.queue.take(TAKE_CHUNK)
+                n = len(records)
+                start = self.taken
+                self.taken += n
+                self.held += n
+            if not n:
+                return
+            ready: list[Item] = []
+            drops: list[tuple[str, ValidationError | None]] = []
+            exact = 0
+            for position, record in enumerate(records, start):
+                try:
+                    item = (
+                        record if type(record) is Item else prepare(record, max_bytes, before_send)
+                    )
+                except ValidationError as exc:
+                    drops.append((exc.reason, exc))
+                    continue
+                except Dropped:
+                    drops.append(("before_send", None))
+                    continue
+                # before_send, or a value's own code (a Mapping's items()), raised; even
+                # SystemExit is this record's problem, never the end of the worker.
+                except BaseException as exc:
+                    problem = ValidationError(
+                        "", f"{type(exc).__name__} while preparing: {exc}", "error"
+                    )
+                    drops.append(("error", problem))
+                    continue
+                if not send:
+                    drops.append(("send_disabled", None))
+                    continue
+                item.ref = position
+                exact += ITEM_OVERHEAD + len(item.payload)
+                ready.append(item)
+            # Never more than the callers added: they skip records the worker keeps up with.
+            estimated = sum(map(estimate, records)) if self.queued_in > self.queued_out else 0
+            # Reported before they count as settled: a flush() that returns finds them reported.
+            if not self.given_up():
+                for reason, error in drops:
+                    self._report_drop(reason, error)
+            with self.lock:
+                if estimated:
                     self.queued_out = min(self.queued_out + estimated, self.queued_in)
-                with self.lock:
-                    self._ready.extend(ready)
-                    self.item_bytes += exact
-                    self._prepared_to = start + n
-                    self._advance()
-                if n < TAKE_CHUNK:
-                    if self.queue.size() == 0:
-                        self.queued_out = self.queued_in  # nothing waits in the queue
-                    return
+                if self.given_up():
+                    return  # counted as failed by give_up()
+                self.held -= len(drops)
+                dropped = self.dropped
+                for reason, _ in drops:
+                    dropped[reason] += 1
+                chunks = self._chunks
+                chunks[start] = (start + n, ready, exact)
+                while self._prepared_to in chunks:
+                    end, items, nbytes = chunks.pop(self._prepared_to)
+                    self._ready.extend(items)
+                    self.item_bytes += nbytes
+                    self._prepared_to = end
+                self._advance()
+                if n < TAKE_CHUNK and self.queue.size() == 0:
+                    self.queued_out = self.queued_in  # nothing waits in the queue
+            if n < TAKE_CHUNK:
+                return
 
-    def _drop(self, reason: str, error: ValidationError | None) -> None:
-        with self.lock:
-            self.held -= 1
-            self.dropped[reason] += 1
-        report = self.reporter
-        if error is not None:
-            report.log(30, "drop:" + reason, "dropped an element: %s", error)
-            report.error(error)
-        report.emit("element_dropped", reason=reason, error=error, count=1)
+    def given_up(self) -> bool:
+        """Whether :meth:`give_up` counted what was left (another thread may have)."""
+        return self._given_up
+
+    def _report_drop(self, reason: str, error: ValidationError | None) -> None:
+        self.reporter.dropped(reason, error, 1)
 
     def _advance(self) -> None:
         """Recompute the settled watermark (under the lock); wake flushes waiting on it."""
@@ -236,37 +257,52 @@ class MemorySource:
         if not self.stop.requested:
             # Not a stop: the sender broke off (an unexpected error); send them again, first.
             with self.lock:
-                for item in items:
-                    self._out.pop(item.ref, None)  # type: ignore[call-overload]
-                self._ready.extendleft(sorted(items, key=_position, reverse=True))
+                back = [item for item in items if self._out.pop(item.ref, None) is not None]  # type: ignore[call-overload]
+                self._ready.extendleft(sorted(back, key=_position, reverse=True))
                 self._advance()
             return
-        nbytes = sum(ITEM_OVERHEAD + len(item.payload) for item in items)
         with self.lock:  # lost with the process; give_up() counts them as failed
-            for item in items:
-                self._out.pop(item.ref, None)  # type: ignore[call-overload]
-            self.item_bytes -= nbytes
-            self._advance()
+            lost = [item for item in items if self._out.pop(item.ref, None) is not None]  # type: ignore[call-overload]
+            if lost:
+                self.item_bytes -= sum(ITEM_OVERHEAD + len(item.payload) for item in lost)
+                self._note_failure(lost)
+                self._advance()
 
     def _settle(self, items: Sequence[Item], outcome: str | None) -> None:
-        n = len(items)
-        nbytes = sum(len(item.payload) for item in items) + n * ITEM_OVERHEAD
         with self.lock:
+            # Only what is still out counts: a batch whose request outlasted the shutdown
+            # deadline was counted by give_up() already, and every record counts once.
             out = self._out
-            for item in items:
-                out.pop(item.ref, None)  # type: ignore[call-overload]
+            settled = [item for item in items if out.pop(item.ref, None) is not None]  # type: ignore[call-overload]
+            if not settled:
+                return
+            n = len(settled)
             self.held -= n
-            self.item_bytes -= nbytes
+            self.item_bytes -= sum(len(item.payload) for item in settled) + n * ITEM_OVERHEAD
             if outcome == "sent":
                 self.sent += n
             elif outcome is None:
                 self.failed += n
+                self._note_failure(settled)
             else:
                 self.dropped[outcome] += n
             self._advance()
 
+    def _note_failure(self, items: Sequence[Item]) -> None:
+        """Remember (under the lock) that these records were not delivered, for the flushes
+        waiting now: a flush is False when one of its records failed or was lost."""
+        if self.flush_requests:
+            self._failures.append(min(map(_position, items)))
+
     def wait(self, seconds: float) -> None:
-        """Pass the time preparing what callers queue, so a backlog is held as bytes."""
+        """Pass the time preparing what callers queue, so a backlog is held as bytes.
+
+        In sync mode it only lets the time pass: each caller prepares and sends its own
+        records, and a record prepared here might wait for the next call to be sent.
+        """
+        if self.config.sync:
+            self._pause.wait(seconds)
+            return
         end = time.monotonic() + seconds
         while not self.stop.expired():
             left = end - time.monotonic()
@@ -279,13 +315,22 @@ class MemorySource:
     # -- flush and stop ----------------------------------------------------------------------
 
     def flush(self, timeout: float | None, exited: threading.Event) -> bool:
-        """Wait until every record queued before this call is settled."""
+        """Wait until every record queued before this call is settled.
+
+        True when they all were sent or dropped on purpose (invalid, ``before_send``); False
+        when one of them failed or was lost at shutdown, or ``timeout`` passed first. The
+        worker sends a partial batch as soon as a flush waits (:meth:`due`), so this returns
+        a round trip after the call, whatever the flush interval.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             target = self.taken + self.queue.size()
             if self.settled_below >= target:
                 return True
+            if not self.flush_requests:
+                self._failures.clear()
             self.flush_requests += 1
+            mark = len(self._failures)
         try:
             self.wake.set()
             with self.lock:
@@ -295,16 +340,19 @@ class MemorySource:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
+                    # Settling notifies; the re-wake only guards against a lost wake-up.
                     self.progress.wait(1.0 if remaining is None else min(remaining, 1.0))
-                    self.wake.set()
-                return True
+                    if self.settled_below < target:
+                        self.wake.set()
+                return not any(low < target for low in self._failures[mark:])
         finally:
             with self.lock:
                 self.flush_requests -= 1
 
     def give_up(self, cause: MoetrackError | None, timeout: float) -> int:
         """At the stop: count everything not settled as failed, in one report."""
-        with self._prepare_lock, self.lock:
+        with self.lock:
+            self._given_up = True  # a chunk being prepared on another thread is counted here
             queued = self.queue.take(1 << 62)
             self.queued_out = self.queued_in  # the queue is empty
             self.taken += len(queued)
@@ -314,8 +362,11 @@ class MemorySource:
                 self.item_bytes -= ITEM_OVERHEAD + len(item.payload)
             self._out.clear()
             self._ready.clear()
+            self._chunks.clear()
             self.held = 0
             self.failed += n
+            if n and self.flush_requests:
+                self._failures.append(self.settled_below)
             self._prepared_to = self.taken
             self._advance()
         if n:
@@ -332,7 +383,7 @@ class MemorySource:
 
     def sweep_late(self) -> None:
         """Count records queued after the worker ended as dropped (``shutdown``)."""
-        with self._prepare_lock, self.lock:
+        with self.lock:
             late = self.queue.take(1 << 62)
             if late:
                 self.queued_out = self.queued_in  # the queue is empty

@@ -12,6 +12,12 @@ backlog) and a bulk import (a file), through the :class:`~moetrack._pipeline.sou
 One batch is in flight at a time, and it is settled (in a ``finally``) before the next is
 sent, so batches settle in the order their items were taken: an ordered source keeps each
 customer's order. Every wait goes through ``source.wait`` so the source can use the time.
+
+Retries: an answer with ``Retry-After`` is retried exactly that many seconds later, and does
+not grow the backoff; any other failure waits the next step of the exponential backoff with
+jitter (``retry_backoff`` doubling up to ``retry_backoff_max``). The backoff belongs to the
+sender, not to one batch: the first success resets it, and ends the wait of a batch backing
+off meanwhile (another caller's, in sync mode), so delivery resumes as the server recovers.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from .._wire import http as _http
 from .._wire.encode import Batch, Packer
 from .._wire.item import EVENT
 from .backends import make_limiter
-from .limiter import Limiter
+from .limiter import Limiter, LocalLimiter
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -52,6 +58,8 @@ RELEASE_SPLIT: Final = 4  # settled by its halves, the last of them released
 
 #: While the pace binds, a batch's head goes as soon as a tenth of it may (1/LEAST_PART).
 LEAST_PART: Final = 10
+#: Seconds between two looks, during a backoff, at whether another request succeeded.
+SUCCESS_CHECK: Final = 0.25
 
 
 class Sender:
@@ -84,8 +92,15 @@ class Sender:
         warm = getattr(transport, "warm", None)
         if warm is not None:
             warm()
-        # Sync mode sends from the callers' threads: the counters and the limiter are shared.
+        # Sync mode sends from the callers' threads: the counters, the backoff and a local
+        # limiter are shared, under this lock. It is never held across I/O: a shared limiter
+        # (Redis) makes round trips, and is called without it.
         self._lock = threading.Lock()
+        self._local_limiter = isinstance(self.limiter, LocalLimiter)
+        #: Failures without a Retry-After since the last success: the backoff's exponent.
+        self._streak = 0
+        #: Successes so far: a batch waiting on its backoff retries once this moves.
+        self._successes = 0
         self.requests = 0
         self.retried = 0
         self.throttled = 0
@@ -155,7 +170,10 @@ class Sender:
                     if not self._send_next(packer, held, source, stop):
                         return
                     continue
-                timeout = first_taken + interval - now if len(packer) else interval
+                if len(packer) and source.due():
+                    timeout = 0.0  # a flush waits: take what is ready, then send
+                else:
+                    timeout = first_taken + interval - now if len(packer) else interval
                 items = source.take(max(1, self.config.max_batch_size - len(packer)), timeout)
                 if items is None:
                     ended = True
@@ -188,7 +206,10 @@ class Sender:
         while True:
             if stop.expired():
                 return self.send(batch, source, stop)  # released there
-            with self._lock:
+            if self._local_limiter:
+                with self._lock:
+                    granted, wait = acquire_some(shape, least)
+            else:  # may be a round trip: never under a lock
                 granted, wait = acquire_some(shape, least)
             if wait <= 0:
                 break
@@ -330,8 +351,7 @@ class Sender:
             if stop.expired():
                 return RELEASE, error
             if not charged:
-                with self._lock:
-                    wait = self.limiter.acquire(batch.users, batch.events)
+                wait = self._acquire(batch.users, batch.events)
                 if wait > 0:
                     report.emit("rate_limited", wait=wait, users=batch.users, events=batch.events)
                     report.log(20, "ratelimit", "waiting %.1fs for the rate limit", wait)
@@ -344,21 +364,36 @@ class Sender:
             if remaining is not None:
                 timeout = max(0.05, min(timeout, remaining))
             status, error, retry_after = self._post_ahead(batch.body, timeout)
-            with self._lock:
+            if self._local_limiter:
+                with self._lock:
+                    self.limiter.answered()
+            else:
                 self.limiter.answered()
+            step = 0
+            with self._lock:
                 self.requests += 1
                 if status == 429:
                     self.throttled += 1
+                if 200 <= status < 300:
+                    self._streak = 0  # the server is back: the next failure starts afresh
+                    self._successes += 1
+                elif retry_after is None or retry_after <= 0:
+                    step = self._streak
+                    self._streak += 1
+                successes = self._successes
             if 200 <= status < 300:
                 return ACK, None
             if status == 413:
                 return self._split(batch, source, stop, error, first_attempt)
             if status and not RetryPolicy.is_retryable(status):
                 return FAIL, _failure(batch, error, "the server refused it")
-            delay = self.policy.delay(attempt, retry_after, self._rng)
+            if retry_after is not None and retry_after > 0:
+                # The server said when to come back: exactly then, and the exponent stays.
+                delay = float(retry_after)
+            else:
+                delay = self.policy.delay(step, None, self._rng)
             if status == 429:
-                with self._lock:
-                    self.limiter.pause(delay)
+                self._pause(delay)
             if _monotonic() + delay - first_attempt > self.policy.deadline:
                 return FAIL, _failure(
                     batch,
@@ -370,7 +405,7 @@ class Sender:
             report.emit("request_retried", attempt=attempt + 1, delay=delay, error=error)
             report.log(30, "retry", "request failed (%s); retrying in %.2fs", error, delay)
             attempt += 1
-            if not self._wait(source, stop, delay):
+            if not self._wait(source, stop, delay, successes):
                 return RELEASE, error
 
     def _post_ahead(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
@@ -412,8 +447,27 @@ class Sender:
             return 0, self._scrubbed(TransportError(f"{type(exc).__name__}: {exc}")), None
         return status, error, error.retry_after
 
-    def _wait(self, source: Source, stop: Stop, seconds: float) -> bool:
-        """Let ``seconds`` pass through the source. False if the stop comes first."""
+    def _acquire(self, users: int, events: int) -> float:
+        if self._local_limiter:
+            with self._lock:
+                return self.limiter.acquire(users, events)
+        return self.limiter.acquire(users, events)  # may be a round trip: never under a lock
+
+    def _pause(self, seconds: float) -> None:
+        if self._local_limiter:
+            with self._lock:
+                self.limiter.pause(seconds)
+        else:
+            self.limiter.pause(seconds)
+
+    def _wait(
+        self, source: Source, stop: Stop, seconds: float, successes: int | None = None
+    ) -> bool:
+        """Let ``seconds`` pass through the source. False if the stop comes first.
+
+        With ``successes`` (a backoff), the wait ends early once another request succeeded
+        (another caller's, in sync mode): the server is back, and the batch is retried.
+        """
         end = _monotonic() + seconds
         if stop.deadline is not None and end > stop.deadline:
             return False
@@ -421,9 +475,11 @@ class Sender:
             left = end - _monotonic()
             if left <= 0:
                 return True
-            source.wait(left)
+            source.wait(left if successes is None else min(left, SUCCESS_CHECK))
             if stop.expired() or (stop.requested and not stop.drain):
                 return False
+            if successes is not None and self._successes != successes:
+                return True
 
     def _split(
         self,

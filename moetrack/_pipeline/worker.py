@@ -4,7 +4,8 @@ The thread runs the two stages (DESIGN §9): the in-memory source prepares queue
 (:mod:`moetrack._pipeline.memory`), and the send stage takes them from it — the HTTP
 :class:`~moetrack._pipeline.sender.Sender`, or the Redis backlog writer when ``backlog=`` is set.
 In sync mode there is no thread: the caller prepares and sends, and no lock is held while
-it waits on a retry or the rate limit.
+it does (nor while it waits on a retry or the rate limit); ``shutdown()`` waits for the
+requests other callers have in flight, up to its deadline.
 
 Threads live in this module only; the worker never reads contextvars (the caller captured
 the context in the record).
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .._report import Reporter
     from .._wire.transport import Transport
     from .queue import RecordQueue
+    from .source import Stop
 
 __all__ = ["Worker", "stop_when_multiprocessing_child_ends"]
 
@@ -54,8 +56,16 @@ class Worker:
         self.thread: threading.Thread | None = None
         self.exited = threading.Event()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when an inline send ends
+        self._inline = 0  # sync mode: callers sending now (under _lock)
         self._close_on_exit = False
         self.stop_timeout = config.shutdown_timeout
+        #: ``active`` is True on a thread running this pipeline: the worker thread, or a caller
+        #: preparing or sending inline (strict and sync modes). A callback it runs
+        #: (``before_send``, ``on_error``, a signal receiver, a logging handler) may track:
+        #: the record is queued, and the pipeline already running on the thread handles it,
+        #: so a callback never re-enters the pipeline (no deadlock, no recursion).
+        self.inside = threading.local()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -67,7 +77,12 @@ class Worker:
             self.thread = thread
         thread.start()
 
+    def busy(self) -> bool:
+        """Whether this thread is running the pipeline now (see :attr:`inside`)."""
+        return getattr(self.inside, "active", False)
+
     def _run(self) -> None:
+        self.inside.active = True  # callbacks on this thread that track only queue
         source, stop = self.source, self.source.stop
         while True:
             try:
@@ -90,15 +105,40 @@ class Worker:
             self.exited.set()
             close = self._close_on_exit
         if close:  # shutdown() gave up waiting: close what it could not close under us
-            self.close()
+            self._close_now()
 
     def run_inline(self) -> None:
-        """Sync mode: prepare and send what is queued, on the calling thread."""
-        self.sender.run_once(self.source, self.source.stop)
+        """Sync mode: prepare and send what is queued, on the calling thread.
+
+        No lock is held meanwhile. A callback that tracks on this thread only queues its
+        record, and this loop sends it before returning.
+        """
+        if self.busy():
+            return  # a callback of the pipeline running on this thread: it sends the record
+        local = self.inside
+        with self._lock:
+            self._inline += 1
+        local.active = True
+        try:
+            source, stop = self.source, self.source.stop
+            self.sender.run_once(source, stop)
+            while self.queue.size() and not stop.expired():  # what callbacks tracked meanwhile
+                self.sender.run_once(source, stop)
+        finally:
+            local.active = False
+            with self._lock:
+                self._inline -= 1
+                close = self._close_on_exit and not self._inline
+                self._idle.notify_all()
+            if close:  # shutdown() gave up waiting for this request: close after it
+                self._close_now()
 
     # -- flush and stop (called from other threads) ------------------------------------------
 
     def flush(self, timeout: float | None) -> bool:
+        if self.busy():
+            # A callback of this pipeline, on its own thread: waiting would wait for itself.
+            return self.source.flush(0.0, self.exited)
         if self.thread is None and self.config.sync and not self.source.stop.requested:
             self.run_inline()
         return self.source.flush(timeout, self.exited)
@@ -116,6 +156,7 @@ class Worker:
             try:
                 if self.config.sync:
                     self.run_inline()
+                    self._wait_for_inline(source.stop)
                 else:
                     self.sender.run(source, source.stop)
             finally:
@@ -128,22 +169,39 @@ class Worker:
             thread.join(timeout + STOP_GRACE)
         return self.source.held == 0 and self.queue.size() == 0
 
+    def _wait_for_inline(self, stop: Stop) -> None:
+        """Sync mode: wait, up to the stop's deadline, for the requests other callers have in
+        flight, so that each record is counted once, as what became of it."""
+        own = 1 if self.busy() else 0  # shutdown() called from a callback of a send
+        with self._idle:
+            while self._inline > own:
+                remaining = stop.remaining()
+                if remaining is not None and remaining <= 0:
+                    return
+                self._idle.wait(remaining)
+
     def close(self) -> bool:
         """Close the connections and stop scrubbing the key, once the thread has ended.
 
         If it is still running (a request sent before the stop outlasts it), it closes them
-        itself when it ends, rather than have them closed under its request.
+        itself when it ends, rather than have them closed under its request; so does the last
+        caller sending inline in sync mode.
         """
         with self._lock:
-            if self.thread is not None and not self.exited.is_set():
+            if (self.thread is not None and not self.exited.is_set()) or self._inline > (
+                1 if self.busy() else 0
+            ):
                 self._close_on_exit = True
                 return False
+        self._close_now()
+        return True
+
+    def _close_now(self) -> None:
         try:
             self.sender.close()
         except Exception:
             logger.exception("closing the transport failed")
         self.reporter.close()
-        return True
 
 
 # -- processes forked by multiprocessing -------------------------------------------------------

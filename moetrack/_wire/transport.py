@@ -37,12 +37,22 @@ class Transport(Protocol):
         """Release connections; ``send()`` may be called again afterwards."""
 
 
+def _connection_lost() -> tuple[type[Exception], ...]:
+    """The httpx errors of a connection that ended before an answer (not a timeout, not a
+    refused connection): sending again on a fresh connection is worth it at once. Looked
+    up only when a request failed."""
+    import httpx
+
+    return (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class HTTPTransport:
     """POSTs through one reused ``httpx.Client`` (keep-alive, TLS verification on)."""
 
     def __init__(self) -> None:
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        self._warmed = False
 
     def _get(self) -> httpx.Client:
         with self._lock:
@@ -59,16 +69,36 @@ class HTTPTransport:
             return self._client
 
     def warm(self) -> None:
-        """Build the client now (httpx, httpcore and the TLS context take a fifth of a second
-        on first use): a request granted by the limiter must not wait on that."""
-        self._get()
+        """Build the ``httpx.Client`` now, on the thread building the moetrack client.
+
+        Building it imports httpcore and certifi and makes a TLS context (tens of
+        milliseconds). Done here, the first flush does not wait for it; and never on the
+        worker thread while another thread may fork: a child forked while that thread was
+        importing, or inside OpenSSL, would find a module half-initialised or a lock held
+        for good. Once per transport: a forked child builds its own on first use, not in a
+        fork hook while a thread of its parent may have held OpenSSL's locks.
+        """
+        if not self._warmed:
+            self._warmed = True
+            self._get()
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
         client = self._get()
         secrets = (headers.get("Authorization", ""),)
         try:
             with transport_errors("POST", url, secrets):
-                response = client.post(url, content=body, headers=dict(headers), timeout=timeout)
+                try:
+                    response = client.post(
+                        url, content=body, headers=dict(headers), timeout=timeout
+                    )
+                except _connection_lost():
+                    # The connection died before an answer: most often a pooled one that the
+                    # server, a load balancer or a NAT forgot while this process was idle or
+                    # frozen (a serverless function between invocations). The pool has let go
+                    # of it; once more at once, on another connection, and no failure counted.
+                    response = client.post(
+                        url, content=body, headers=dict(headers), timeout=timeout
+                    )
         except OSError as exc:  # below httpx: a socket error it did not wrap
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         return Response(response.status_code, response.headers, response.content)

@@ -206,15 +206,13 @@ class BacklogWriter:
             source.ack(done)
         if stored < len(items):
             rest = items[stored:]
-            source.fail(
-                rest,
-                DeliveryError(
-                    f"{len(rest)} records dropped: the backlog holds its "
-                    f"backlog_max_entries ({self.cap:,}) entries",
-                    count=len(rest),
-                ),
-                reason="backlog_full",
+            error = DeliveryError(
+                f"{len(rest)} records dropped: the backlog holds its "
+                f"backlog_max_entries ({self.cap:,}) entries",
+                count=len(rest),
             )
+            self.reporter.dropped("backlog_full", error, len(rest))
+            source.fail(rest, error, reason="backlog_full")
         return True
 
     def _append(self, items: Sequence[Item], chunk_id: str) -> int:

@@ -286,6 +286,9 @@ class RedisLimiter:
         self._errors: tuple[type[BaseException], ...] = redis_errors()
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._lock = threading.Lock()
+        # Guards the grants in flight, the reports and the fallback: several sync-mode callers
+        # may acquire at once. Never held across a round trip to Redis.
+        self._state = threading.Lock()
         self._down = False  # Redis failed; the fallback paces until _retry_at
         self._retry_at = 0.0
         self._local_grant = False
@@ -328,7 +331,8 @@ class RedisLimiter:
             return self._acquire_locally(batch, least)
         window, allowance, users, events = self.parameters
         clock = 0 if self.clock is None else self.clock()
-        answered, self._answered = self._answered, []
+        with self._state:
+            answered, self._answered = self._answered, []
         now_us = self._micros()
         reports = [x for *grant, at in answered for x in (*grant, max(0, now_us - at))]
         try:
@@ -339,20 +343,27 @@ class RedisLimiter:
         except self._errors as exc:
             self._went_down(exc)
             return self._acquire_locally(batch, least)
-        self._local_grant = False
         if wait_us > 0:
+            with self._state:
+                self._local_grant = False
             return 0, int(wait_us) / 1_000_000
-        self.last_grant = int(now)
         granted = int(granted)
-        self._flight += 1
-        if self._flight == 1:
-            n_users, n_events = first_units(batch, granted)
-            self._alone = (int(users_seq), n_users, int(events_seq), n_events)
-        else:  # two requests in flight at once (sync mode): neither is reported
-            self._alone = None
+        with self._state:
+            self._local_grant = False
+            self.last_grant = int(now)
+            self._flight += 1
+            if self._flight == 1:
+                n_users, n_events = first_units(batch, granted)
+                self._alone = (int(users_seq), n_users, int(events_seq), n_events)
+            else:  # two requests in flight at once (sync mode): neither is reported
+                self._alone = None
         return granted, 0.0
 
     def answered(self) -> None:
+        with self._state:
+            self._answered_locked()
+
+    def _answered_locked(self) -> None:
         if self._local_grant:
             self._local_grant = False
             self.fallback.answered()
@@ -369,7 +380,8 @@ class RedisLimiter:
         self._alone = None
 
     def pause(self, seconds: float) -> None:
-        self.fallback.pause(seconds)  # holds if Redis goes away during the pause
+        with self._state:
+            self.fallback.pause(seconds)  # holds if Redis goes away during the pause
         if seconds <= 0 or self._use_fallback():
             return
         try:
@@ -405,9 +417,10 @@ class RedisLimiter:
         return self._down and time.monotonic() < self._retry_at
 
     def _acquire_locally(self, batch: Sequence[int], least: int) -> tuple[int, float]:
-        self.fallback_acquires += 1
-        granted, wait = self.fallback.acquire_some(batch, least)
-        self._local_grant = wait <= 0
+        with self._state:
+            self.fallback_acquires += 1
+            granted, wait = self.fallback.acquire_some(batch, least)
+            self._local_grant = wait <= 0
         return granted, wait
 
     def _went_down(self, exc: BaseException) -> None:

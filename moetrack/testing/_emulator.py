@@ -126,7 +126,10 @@ class Emulator:
     accessor's ``app_id=None``. ``port=0`` picks a free port (see :attr:`url`). Rate limits
     are off unless ``users_per_minute`` / ``events_per_minute`` are given; they are counted
     over a sliding window of ``rate_limit_window`` seconds. Bodies over ``max_body_bytes``
-    (default 128 KiB, as the 413 row says) are answered 413.
+    (default 128 KiB, as the 413 row says) are answered 413. With ``idle_timeout``, a
+    connection left idle longer than that many seconds is forgotten, as a load balancer or a
+    NAT forgets it while a serverless process is frozen: the next request on it is reset
+    without an answer (default: connections live until the client closes them).
     Its checks are written from the API document alone and share no code with the client.
 
     Every method is thread-safe. Accessors return copies.
@@ -142,6 +145,7 @@ class Emulator:
         events_per_minute: int | None = None,
         rate_limit_window: float = 60.0,
         max_body_bytes: int = BODY_LIMIT,
+        idle_timeout: float | None = None,
     ) -> None:
         app_list = _as_apps(apps)
         if not app_list:
@@ -161,6 +165,7 @@ class Emulator:
         self.rate_limit_window = rate_limit_window
         self._host = host
         self._port = port
+        self.idle_timeout = idle_timeout
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -173,7 +178,7 @@ class Emulator:
         with self._lock:
             if self._server is not None:
                 return self
-            server = Server((self._host, self._port), self._respond)
+            server = Server((self._host, self._port), self._respond, self.idle_timeout)
             self._server = server
             self._stopping = False
             self._port = server.server_address[1]
@@ -342,6 +347,13 @@ class Emulator:
         """The request log, oldest first (the last 10,000 API requests)."""
         with self._lock:
             return copy.deepcopy(list(self._requests))
+
+    @property
+    def stale_connections(self) -> int:
+        """Open connections idle past ``idle_timeout``: the next request on one is reset."""
+        with self._lock:
+            server = self._server
+        return 0 if server is None else server.stale_connections
 
     @property
     def held(self) -> int:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -83,9 +85,15 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], respond: Responder) -> None:
+    def __init__(
+        self, address: tuple[str, int], respond: Responder, idle_timeout: float | None = None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.respond = respond
+        #: Seconds after which an idle connection is forgotten (see :meth:`forgotten`).
+        self.idle_timeout = idle_timeout
+        #: When each open connection last finished a reply (absent: none yet).
+        self.idle_since: dict[socket.socket, float] = {}
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -105,7 +113,31 @@ class Server(ThreadingHTTPServer):
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
             self._connections.discard(request)
+            self.idle_since.pop(request, None)
         super().shutdown_request(request)
+
+    def forgotten(self, connection: socket.socket) -> bool:
+        """Whether ``connection`` sat idle past ``idle_timeout`` since its last reply.
+
+        A load balancer or a NAT forgets such a connection without telling the client (a
+        serverless process frozen between invocations never hears of it); the next request
+        on it is met with a reset. The emulator does the same, so clients can be tested on
+        what they do with a pooled connection that is dead.
+        """
+        if self.idle_timeout is None:
+            return False
+        with self._connections_lock:
+            since = self.idle_since.get(connection)
+        return since is not None and time.monotonic() - since > self.idle_timeout
+
+    @property
+    def stale_connections(self) -> int:
+        """Open connections idle past ``idle_timeout``: their next request will be reset."""
+        if self.idle_timeout is None:
+            return 0
+        limit = time.monotonic() - self.idle_timeout
+        with self._connections_lock:
+            return sum(since < limit for since in self.idle_since.values())
 
     def close_connections(self) -> None:
         """Shut down every open connection; a handler blocked reading or writing wakes up."""
@@ -140,6 +172,15 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def _dispatch(self) -> None:
+        server = cast(Server, self.server)
+        if server.forgotten(self.connection):
+            # SO_LINGER 0: closing sends a reset, not a polite end of stream.
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            self.close_connection = True
+            return
         try:
             body = self._read_body()
         except _TooLarge:
@@ -207,5 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             close = True
+        server = cast(Server, self.server)
+        if server.idle_timeout is not None and not close:
+            with server._connections_lock:
+                server.idle_since[self.connection] = time.monotonic()
         if close:
             self.close_connection = True

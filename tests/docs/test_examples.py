@@ -7,7 +7,6 @@ names its line and what differed.
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -18,25 +17,11 @@ import pytest
 from .._need import need_program
 from .run_page import REDIS_MARKER, ROOT
 
-#: Pages written against names that a branch being merged adds: each runs as soon as its name
-#: can be imported (until then it is skipped, saying which name it waits for).
-AWAITING = {
-    "serverless.md": ("moetrack.integrations.aws_lambda", "flush_after"),
-}
-
 PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_example_on_the_page_runs_and_shows_its_output(page: Path) -> None:
-    if page.name in AWAITING:
-        module, name = AWAITING[page.name]
-        try:
-            found = hasattr(importlib.import_module(module), name)
-        except ImportError:
-            found = False
-        if not found:
-            pytest.skip(f"{page.name} waits for {module}.{name}, added on another branch")
     if REDIS_MARKER in page.read_text(encoding="utf-8"):
         need_program("redis-server")
     done = subprocess.run(

@@ -20,7 +20,7 @@ def emu() -> Iterator[Emulator]:
 @pytest.fixture
 def client(emu: Emulator) -> Iterator[moetrack.Client]:
     """The default client, sending to the emulator; shut down after the test."""
-    c = moetrack.init(emu.app_id, emu.api_key, endpoint=emu.url, flush_interval=0.05)
+    c = moetrack.init(emu.app_id, emu.api_key, endpoint=emu.url)
     yield c
     moetrack.shutdown(5)
 

@@ -169,7 +169,7 @@ def test_no_secret_in_logs_errors_signals_reprs_or_emulator_pages(
         for n in range(30):
             client.track("Split", customer_id="sweep-user", n=n, pad="p" * 100)
         client.track("Huge", customer_id="sweep-user", pad="h" * 3_000)
-        assert client.flush(5)
+        assert client.flush(5) is False  # "Huge" is over the limit on its own: it failed
         emulator.clear_faults()
         client.track("Bad", customer_id="1")
         client.track("Boom", customer_id="sweep-user")
@@ -184,7 +184,7 @@ def test_no_secret_in_logs_errors_signals_reprs_or_emulator_pages(
         with pytest.raises(moetrack.ValidationError) as invalid:
             wrong.track("Denied", customer_id="1")
         texts.append(describe(invalid.value))
-        assert wrong.flush(5)
+        assert wrong.flush(5) is False  # settled: refused with a 401
         wrong.shutdown(1)
 
         # 3. nothing listens: transport errors, then records lost at shutdown
