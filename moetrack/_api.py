@@ -101,9 +101,10 @@ device = _on_default(Client.device)
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Flush the default client; True when everything queued so far is done.
+    """Flush the default client: send what was queued so far at once and wait for it.
 
-    See :meth:`Client.flush`: done means delivered, dropped or finally failed.
+    True when every one of those records was delivered or dropped on purpose; False when one
+    failed or was lost at shutdown, or ``timeout`` passed first (see :meth:`Client.flush`).
 
     Args:
         timeout: seconds to wait at most; ``None`` waits as long as it takes.

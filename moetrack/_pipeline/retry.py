@@ -39,10 +39,9 @@ class RetryPolicy(NamedTuple):
         """Seconds to wait before retry number ``attempt`` (0 for the first retry).
 
         The backoff step is "equal jitter": half the capped backoff plus a random part of the
-        other half, so retries spread out but never come back at once. A server's
-        ``Retry-After`` longer than the step is honoured as given (the sender still never
-        waits past the batch's deadline); a shorter one never makes a retry come sooner than
-        the step: the backoff is a floor of its own.
+        other half, so retries spread out but never come back at once. With ``retry_after``,
+        the longer of the two. (The sender passes none: it waits a server's ``Retry-After``
+        exactly, without growing the exponent, and uses this step for every other failure.)
         """
         capped = self.step(attempt)
         if rng is None:
