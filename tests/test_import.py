@@ -441,6 +441,29 @@ def import_process(emulator: Emulator, *args: str | Path, **popen: Any) -> subpr
     )
 
 
+def kill_with_a_request_in_flight(
+    emulator: Emulator, proc: subprocess.Popen[str], after: int, timeout: float = 60
+) -> dict[str, Any]:
+    """Once ``after`` requests have arrived, make the server store the next one and hold its
+    answer, then SIGKILL the import while that request is in flight (exactly one is, and it
+    is returned as the emulator logged it)."""
+    try:
+        assert emulator.wait_for(lambda: len(emulator.requests()) >= after, timeout=timeout)
+        emulator.delay(60)
+        assert emulator.wait_for(
+            lambda: any(r["fault"] == "delay" for r in emulator.requests()), timeout=timeout
+        )
+        proc.kill()  # SIGKILL
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    emulator.clear_faults()
+    (in_flight,) = [r for r in emulator.requests() if r["fault"] == "delay"]
+    return in_flight
+
+
 def test_off_a_terminal_progress_is_plain_lines_and_the_end_is_a_summary_table(
     tmp_path: Path, emulator: Emulator
 ) -> None:
@@ -476,23 +499,8 @@ def test_sigkill_mid_run_then_resume_loses_nothing_and_repeats_at_most_the_batch
     pace = ("--events-per-minute", str(per_window), "--rate-limit-window", str(window))
 
     proc = import_process(emulator, data, *pace)
-    try:
-        # Two batches acknowledged (the client paces the next by the window)...
-        assert emulator.wait_for(lambda: len(emulator.requests()) >= 2, timeout=30)
-        # ... then the server stores the next request and holds its answer: it is in flight.
-        emulator.delay(60)
-        assert emulator.wait_for(
-            lambda: any(r["fault"] == "delay" for r in emulator.requests()), timeout=30
-        )
-        proc.kill()  # SIGKILL
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    emulator.clear_faults()
-    in_flight = [r for r in emulator.requests() if r["fault"] == "delay"]
-    assert len(in_flight) == 1
+    # Two batches acknowledged (the client paces the next by the window), then one in flight.
+    in_flight = kill_with_a_request_in_flight(emulator, proc, after=2, timeout=30)
     before = n_numbers(emulator.events())
     assert len(before) < total
 
@@ -507,7 +515,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing_and_repeats_at_most_the_batch
     duplicates = sorted(n for n, c in counts.items() if c > 1)
     assert all(c <= 2 for c in counts.values())
     # Sent twice: only the batch whose answer never came, and all of it at most.
-    assert len(duplicates) <= in_flight[0]["events"]
+    assert len(duplicates) <= in_flight["events"]
     assert duplicates == sorted(before)[len(before) - len(duplicates) :]
     # Order per customer: each number's first arrival is in file order.
     for customer in {e["customer_id"] for e in emulator.events()}:

@@ -8,14 +8,13 @@ file before each request goes.
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
 
 from moetrack.testing import Emulator
 
-from .test_import import import_process
+from .test_import import import_process, kill_with_a_request_in_flight
 
 #: The account's quota, 10,000 events a minute, scaled to 1,000 per 6 s window; batches of a
 #: tenth of it, as the CLI's defaults are (1,000 of 10,000).
@@ -44,20 +43,8 @@ def test_sigkill_then_an_immediate_rerun_earns_no_429(
     )  # fmt: skip
 
     proc = import_process(emulator, *args)
-    try:
-        assert emulator.wait_for(lambda: len(emulator.requests()) >= 3, timeout=60)
-        # The server stores the next request and holds its answer: counted, in flight.
-        emulator.delay(60)
-        assert emulator.wait_for(
-            lambda: any(r["fault"] == "delay" for r in emulator.requests()), timeout=60
-        )
-        proc.kill()  # SIGKILL
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    emulator.clear_faults()
+    # Three requests answered, then one stored by the server and held: counted, in flight.
+    kill_with_a_request_in_flight(emulator, proc, after=3)
     assert not [r for r in emulator.requests() if r["status"] == 429]
 
     rerun = import_process(emulator, *args, *rerun_args)  # at once

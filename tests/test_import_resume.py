@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,13 @@ from moetrack.bulk.run import ImportOptions
 from moetrack.bulk.run import run as run_import
 from moetrack.testing import Emulator
 
-from .test_import import RefuseAfter, import_process, read_rejects, write_csv
+from .test_import import (
+    RefuseAfter,
+    import_process,
+    kill_with_a_request_in_flight,
+    read_rejects,
+    write_csv,
+)
 
 #: Names of one, two, three and four bytes per character in UTF-8.
 NAMES = ["Asha", "Zoë Ångström", "Łukasz Żółć", "日本 太郎", "Ωmega 🚀", "Renée"]
@@ -128,23 +133,8 @@ def test_every_input_kind_resumes_after_sigkill_at_the_right_row_and_line(
     )  # fmt: skip
 
     proc = import_process(emulator, *args)
-    try:
-        # Two batches acknowledged (paced: two users per half second)...
-        assert emulator.wait_for(lambda: len(emulator.requests()) >= 2, timeout=60)
-        # ... then the server stores the next request and holds its answer: it is in flight.
-        emulator.delay(60)
-        assert emulator.wait_for(
-            lambda: any(r["fault"] == "delay" for r in emulator.requests()), timeout=60
-        )
-        proc.kill()  # SIGKILL
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    emulator.clear_faults()
-    in_flight = [r for r in emulator.requests() if r["fault"] == "delay"]
-    assert len(in_flight) == 1
+    # Two batches acknowledged (paced: two users per half second), then one in flight.
+    in_flight = kill_with_a_request_in_flight(emulator, proc, after=2)
     before = len(emulator.requests())
 
     rerun = import_process(emulator, *args)
@@ -156,7 +146,7 @@ def test_every_input_kind_resumes_after_sigkill_at_the_right_row_and_line(
     assert emulator.users() == good  # every row, as written, and nothing made up
     resent = sum(r["elements"] for r in emulator.requests()[before:] if r["status"] == 200)
     sent_before = sum(r["elements"] for r in emulator.requests()[:before] if r["status"] == 200)
-    assert resent + sent_before <= len(good) + in_flight[0]["elements"]
+    assert resent + sent_before <= len(good) + in_flight["elements"]
     assert resent + sent_before >= len(good)
     assert [(r["line"], r["reason"]) for r in read_rejects(rejects)] == [
         (line_of(data, r), "invalid_customer_id") for r in sorted(bad)
