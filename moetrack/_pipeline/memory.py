@@ -21,6 +21,13 @@ up), and then one record in :data:`SAMPLE` for that many; what the preparer take
 (each record's own estimate) never exceeds what was added, and an empty queue sets the
 estimate back to zero.
 
+Prepared items wait compactly, in blocks the garbage collector does not walk
+(:mod:`~moetrack._pipeline.blocks`).
+
+The preparer works in chunks of :data:`TAKE_CHUNK` records and lets other threads run
+between two of them (:class:`~moetrack._pipeline.breath.Breath`), so that a request thread
+never waits for the worker through a whole batch.
+
 What this source promises: records live and die with the process. A batch released while
 stopping is lost and counted as failed, in one report, by :meth:`MemorySource.give_up`.
 """
@@ -29,12 +36,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import DeliveryError, MoetrackError, ValidationError
 from .._wire.records import EVENT, Dropped, Item, prepare
+from .blocks import Block, Blocks, block
+from .breath import Breath
 from .source import Stop
 
 if TYPE_CHECKING:
@@ -44,12 +53,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SAMPLE", "MemorySource", "estimate"]
 
-#: Records taken from the queue per lock round-trip.
-TAKE_CHUNK = 512
+#: Records taken from the queue and prepared per slice (well under a millisecond of work).
+TAKE_CHUNK = 32
 #: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
 SAMPLE = 8
-#: What one waiting item costs beyond its encoded bytes (the objects around them).
-ITEM_OVERHEAD = 160
+#: What one waiting item costs beyond its encoded bytes: the bytes object's header and its
+#: share of the block (an Item while its batch is in flight).
+ITEM_OVERHEAD = 72
 _RECORD_OVERHEAD = 400
 
 
@@ -93,12 +103,12 @@ class MemorySource:
         self.caller_dropped = 0
         self.dropped: Counter[str] = Counter()
         self.flush_requests = 0
-        self._ready: deque[Item] = deque()  # prepared, not taken by the sender
+        self._ready = Blocks()  # prepared, not taken by the sender
         self._out: dict[int, Item] = {}  # taken by the sender, not settled (by position)
         self._prepared_to = 0  # every position below is prepared or settled
         # Chunks prepared ahead of an earlier one still being prepared on another thread (sync
-        # mode): start -> (end, items, bytes); they join _ready in position order.
-        self._chunks: dict[int, tuple[int, list[Item], int]] = {}
+        # mode): start -> (end, block or None, bytes); they join _ready in position order.
+        self._chunks: dict[int, tuple[int, Block | None, int]] = {}
         self.settled_below = 0  # every position below is settled
         # The lowest position of each batch failed or lost while a flush waits.
         self._failures: list[int] = []
@@ -134,6 +144,7 @@ class MemorySource:
         max_bytes = config.max_batch_bytes
         before_send = config.before_send
         send = config.send
+        breath = Breath()
         while not self.stop.expired():
             with self.lock:
                 if self.given_up():
@@ -145,7 +156,11 @@ class MemorySource:
                 self.held += n
             if not n:
                 return
-            ready: list[Item] = []
+            positions: list[int] = []
+            kinds: list[int] = []
+            customers: list[str] = []
+            devices: list[str | None] = []
+            payloads: list[bytes] = []
             drops: list[tuple[str, ValidationError | None]] = []
             exact = 0
             for position, record in enumerate(records, start):
@@ -170,9 +185,17 @@ class MemorySource:
                 if not send:
                     drops.append(("send_disabled", None))
                     continue
-                item.ref = position
+                positions.append(position)
+                kinds.append(item.kind)
+                customers.append(item.customer_id)
+                devices.append(item.device_id)
+                payloads.append(item.payload)
                 exact += ITEM_OVERHEAD + len(item.payload)
-                ready.append(item)
+            prepared = (
+                block(start, n, positions, (kinds, customers, devices, payloads))
+                if positions
+                else None
+            )
             # Never more than the callers added: they skip records the worker keeps up with.
             estimated = sum(map(estimate, records)) if self.queued_in > self.queued_out else 0
             # Reported before they count as settled: a flush() that returns finds them reported.
@@ -189,10 +212,11 @@ class MemorySource:
                 for reason, _ in drops:
                     dropped[reason] += 1
                 chunks = self._chunks
-                chunks[start] = (start + n, ready, exact)
+                chunks[start] = (start + n, prepared, exact)
                 while self._prepared_to in chunks:
-                    end, items, nbytes = chunks.pop(self._prepared_to)
-                    self._ready.extend(items)
+                    end, ready, nbytes = chunks.pop(self._prepared_to)
+                    if ready is not None:
+                        self._ready.append(ready)
                     self.item_bytes += nbytes
                     self._prepared_to = end
                 self._advance()
@@ -200,6 +224,7 @@ class MemorySource:
                     self.queued_out = self.queued_in  # nothing waits in the queue
             if n < TAKE_CHUNK:
                 return
+            breath()
 
     def given_up(self) -> bool:
         """Whether :meth:`give_up` counted what was left (another thread may have)."""
@@ -213,7 +238,7 @@ class MemorySource:
         if self._out:
             low = next(iter(self._out))
         elif self._ready:
-            low = self._ready[0].ref  # type: ignore[assignment]
+            low = self._ready.first_position()
         else:
             low = self._prepared_to
         if low != self.settled_below:
@@ -236,13 +261,7 @@ class MemorySource:
 
     def _take_ready(self, limit: int) -> list[Item]:
         with self.lock:
-            ready, out = self._ready, self._out
-            items: list[Item] = []
-            while ready and len(items) < limit:
-                item = ready.popleft()
-                out[item.ref] = item  # type: ignore[index]
-                items.append(item)
-            return items
+            return self._ready.take(limit, self._out)
 
     def due(self) -> bool:
         return self.flush_requests > 0 or self.stop.requested
@@ -258,7 +277,9 @@ class MemorySource:
             # Not a stop: the sender broke off (an unexpected error); send them again, first.
             with self.lock:
                 back = [item for item in items if self._out.pop(item.ref, None) is not None]  # type: ignore[call-overload]
-                self._ready.extendleft(sorted(back, key=_position, reverse=True))
+                if back:
+                    back.sort(key=_position)
+                    self._ready.unshift(back)
                 self._advance()
             return
         with self.lock:  # lost with the process; give_up() counts them as failed
@@ -312,6 +333,21 @@ class MemorySource:
             self.wake.clear()
             self.prepare_queued()
 
+    def while_in_flight(self, done: threading.Event) -> None:
+        """While the sender's request is out: prepare what callers queue (see source.py)."""
+        if self.config.sync:
+            return
+        while not done.is_set() and not self.stop.expired():
+            self.wake.wait(0.25)
+            self.wake.clear()
+            if done.is_set():
+                return
+            self.prepare_queued()
+
+    def poke(self) -> None:
+        """The request in flight was answered: :meth:`while_in_flight` returns."""
+        self.wake.set()
+
     # -- flush and stop ----------------------------------------------------------------------
 
     def flush(self, timeout: float | None, exited: threading.Event) -> bool:
@@ -358,8 +394,7 @@ class MemorySource:
             self.taken += len(queued)
             self.held += len(queued)
             n = self.held
-            for item in (*self._out.values(), *self._ready):
-                self.item_bytes -= ITEM_OVERHEAD + len(item.payload)
+            self.item_bytes = 0  # nothing prepared is held any more
             self._out.clear()
             self._ready.clear()
             self._chunks.clear()

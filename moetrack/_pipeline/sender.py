@@ -35,6 +35,7 @@ from .._wire import http as _http
 from .._wire.encode import Batch, Packer
 from .._wire.item import EVENT
 from .backends import make_limiter
+from .breath import Breath
 from .limiter import Limiter, LocalLimiter
 from .retry import RetryPolicy
 
@@ -110,6 +111,9 @@ class Sender:
         # While run() sends, the thread running it and how it takes the next items meanwhile.
         self._runner: threading.Thread | None = None
         self._ahead: Callable[[], bool] | None = None
+        # What the source does meanwhile once nothing more can be taken (see source.py).
+        self._in_flight: Callable[[threading.Event], None] | None = None
+        self._poke: Callable[[], None] | None = None
 
     def packer(self) -> Packer:
         config = self.config
@@ -132,6 +136,7 @@ class Sender:
         interval = self.config.flush_interval
         first_taken = 0.0
         ended = False
+        breath = Breath()
 
         def ahead() -> bool:
             """While a request is in flight: take (and so prepare) the next batch's items."""
@@ -151,10 +156,13 @@ class Sender:
             return True
 
         self._runner, self._ahead = threading.current_thread(), ahead
+        self._in_flight = getattr(source, "while_in_flight", None)
+        self._poke = getattr(source, "poke", None)
         try:
             while not stop.expired() and not (stop.requested and not stop.drain):
                 while held and packer.add(held[0]):
                     held.popleft()
+                    breath()  # a full batch packs in several slices
                 if held:  # the next item does not fit: the batch is full
                     if not self._send_next(packer, held, source, stop):
                         return
@@ -186,7 +194,7 @@ class Sender:
                 ):
                     return
         finally:
-            self._runner = self._ahead = None
+            self._runner = self._ahead = self._in_flight = self._poke = None
             rest = [*packer.take().items, *held]
             if rest:
                 source.release(rest)
@@ -416,16 +424,21 @@ class Sender:
             return self._post(body, timeout)
         result: list[tuple[int, MoetrackError, float | None]] = []
         done = threading.Event()
+        in_flight, poke = self._in_flight, self._poke
 
         def post() -> None:
             try:
                 result.append(self._post(body, timeout))
             finally:
                 done.set()
+                if poke is not None:
+                    poke()
 
         threading.Thread(target=post, name="moetrack-request", daemon=True).start()
         while not done.is_set() and ahead():
             pass
+        if in_flight is not None:
+            in_flight(done)
         done.wait()
         return result[0]
 

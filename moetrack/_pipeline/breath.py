@@ -1,0 +1,37 @@
+"""Letting the application's threads run between slices of the pipeline's own work.
+
+A thread that wants the interpreter while another runs Python waits for the switch interval
+(5 ms by default) before it asks for it. A request thread that wakes while the worker
+prepares or packs a whole batch would wait that long. So the pipeline works in slices of
+well under a millisecond, and between two of them lets go of the interpreter for a moment
+(``time.sleep(0)``): a thread waiting for it takes it then, and the slice after waits its
+turn. The application's ``sys.setswitchinterval`` is never changed.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["SLICE_SECONDS", "Breath"]
+
+#: The longest the pipeline runs Python before it lets other threads in.
+SLICE_SECONDS = 0.0005
+
+_perf_counter = time.perf_counter
+_sleep = time.sleep
+
+
+class Breath:
+    """Call it between two small steps of a long job: past :data:`SLICE_SECONDS` since the
+    last breath, it lets go of the interpreter once."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = _perf_counter()
+
+    def __call__(self) -> None:
+        now = _perf_counter()
+        if now - self._last >= SLICE_SECONDS:
+            _sleep(0)
+            self._last = _perf_counter()
