@@ -8,7 +8,7 @@ instrumented code runs (and is counted) even where moetrack was never configured
 
 from __future__ import annotations
 
-import inspect
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec
@@ -88,10 +88,9 @@ def _on_default(method: Callable[Concatenate[Client, P], None]) -> Callable[P, N
     call.__doc__ = (
         f"{method.__doc__}\n\nCalled on the default client (see :meth:`Client.{method.__name__}`)."
     )
-    signature = inspect.signature(method)
-    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=list(signature.parameters.values())[1:]
-    )
+    # inspect.signature() follows __wrapped__; the partial drops ``self``. (Computed when
+    # asked for: importing inspect would cost every ``import moetrack`` a few milliseconds.)
+    call.__wrapped__ = functools.partial(method, None)  # type: ignore[attr-defined,arg-type]
     return call
 
 

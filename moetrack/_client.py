@@ -21,8 +21,7 @@ from . import signals
 from ._config import Config
 from ._context import get_ctx
 from ._exceptions import ValidationError
-from ._pipeline.memory import SAMPLE, estimate
-from ._pipeline.queue import MemoryQueue, RecordQueue
+from ._pipeline.queue import SAMPLE, MemoryQueue, RecordQueue, estimate
 from ._pipeline.worker import Worker, stop_when_multiprocessing_child_ends
 from ._report import Reporter, logger
 from ._wire.records import DEVICE, EVENT, USER, Dropped, Record, prepare

@@ -18,7 +18,6 @@ or async generator, never between steps. The wrapping is built on :mod:`wrapt`, 
 from __future__ import annotations
 
 import contextvars
-import inspect
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar, cast
@@ -266,6 +265,8 @@ def bind_around(func: Any, fields: Mapping[str, Any]) -> Any:
     or async generator is bound while each step runs (``send``/``throw``/``close`` and their
     async forms), not between steps, so what the consumer has bound is never disturbed.
     """
+    import inspect  # here: a decorator is built once, and ``import moetrack`` stays light
+
     fields = dict(fields)
     _check(fields)
     target = _unwrap_descriptor(func)

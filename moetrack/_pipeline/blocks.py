@@ -17,7 +17,11 @@ from typing import TypeAlias
 
 from .._wire.item import Item
 
-__all__ = ["Block", "Blocks", "block"]
+__all__ = ["ITEM_OVERHEAD", "Block", "Blocks", "block"]
+
+#: What one waiting item costs beyond its encoded bytes: the bytes object's header and its
+#: share of the block (an Item while its batch is in flight).
+ITEM_OVERHEAD = 72
 
 #: Positions, kinds, customer ids, device ids (None when none has one) and payloads.
 Block: TypeAlias = tuple[

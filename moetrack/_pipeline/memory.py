@@ -38,12 +38,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._exceptions import DeliveryError, MoetrackError, ValidationError
-from .._wire.records import EVENT, Dropped, Item, prepare
-from .blocks import Block, Blocks, block
+from .._wire.records import Dropped, Item, prepare
+from .blocks import ITEM_OVERHEAD, Block, Blocks, block
 from .breath import Breath
+from .queue import estimate
 from .source import Stop
 
 if TYPE_CHECKING:
@@ -51,36 +52,10 @@ if TYPE_CHECKING:
     from .._report import Reporter
     from .queue import RecordQueue
 
-__all__ = ["SAMPLE", "MemorySource", "estimate"]
+__all__ = ["MemorySource"]
 
 #: Records taken from the queue and prepared per slice (well under a millisecond of work).
 TAKE_CHUNK = 32
-#: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
-SAMPLE = 8
-#: What one waiting item costs beyond its encoded bytes: the bytes object's header and its
-#: share of the block (an Item while its batch is in flight).
-ITEM_OVERHEAD = 72
-_RECORD_OVERHEAD = 400
-
-
-def estimate(record: Any) -> int:
-    """A cheap, repeatable guess of what a queued record holds in memory, in bytes.
-
-    The lengths of its top-level string values, plus a constant. It never calls user code,
-    and the same record always gives the same number (the preparer takes away exactly what
-    the caller added), since strings cannot change and the attribute dicts are the client's
-    own copies.
-    """
-    if type(record) is not tuple:  # an Item prepared in the caller (strict mode)
-        return ITEM_OVERHEAD + len(record.payload)
-    size = _RECORD_OVERHEAD
-    first = 4 if record[0] == EVENT else 3
-    for attrs in (record[first], record[first + 1]):
-        if attrs:
-            for value in attrs.values():
-                if type(value) is str:
-                    size += len(value)
-    return size
 
 
 class MemorySource:

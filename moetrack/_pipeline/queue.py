@@ -13,7 +13,34 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["MemoryQueue", "RecordQueue"]
+from .._wire.item import EVENT
+from .blocks import ITEM_OVERHEAD
+
+__all__ = ["SAMPLE", "MemoryQueue", "RecordQueue", "estimate"]
+
+#: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
+SAMPLE = 8
+_RECORD_OVERHEAD = 400
+
+
+def estimate(record: Any) -> int:
+    """A cheap, repeatable guess of what a queued record holds in memory, in bytes.
+
+    The lengths of its top-level string values, plus a constant. It never calls user code,
+    and the same record always gives the same number (the preparer takes away exactly what
+    the caller added), since strings cannot change and the attribute dicts are the client's
+    own copies.
+    """
+    if type(record) is not tuple:  # an Item prepared in the caller (strict mode)
+        return ITEM_OVERHEAD + len(record.payload)
+    size = _RECORD_OVERHEAD
+    first = 4 if record[0] == EVENT else 3
+    for attrs in (record[first], record[first + 1]):
+        if attrs:
+            for value in attrs.values():
+                if type(value) is str:
+                    size += len(value)
+    return size
 
 
 class RecordQueue(Protocol):
