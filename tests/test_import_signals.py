@@ -171,3 +171,38 @@ def test_a_second_sigterm_stops_at_once_and_the_rerun_repeats_at_most_the_batch_
     # Sent twice: only the batch whose answer never came (it was stored: the last ones).
     assert len(twice) <= in_flight["events"]
     assert twice == before[len(before) - len(twice) :]
+
+
+def test_a_second_signal_while_the_first_is_being_reported_still_stops_at_once(
+    monkeypatch: Any,
+) -> None:
+    """The second Ctrl-C can arrive while the first one's handler is still writing its line
+    (a Python handler runs between two bytecodes, so it nests inside the first). The second
+    must still stop at once: the first has already asked for the stop before it says so."""
+    from moetrack._pipeline.source import Stop
+    from moetrack.bulk import run as bulk_run
+
+    class Source:
+        def __init__(self) -> None:
+            self.stop = Stop()
+
+        def interrupt(self) -> None:
+            self.stop.request(drain=False)
+
+    said: list[str] = []
+
+    def write_err(text: str) -> None:
+        said.append(text)
+        if len(said) == 1:  # the second signal, delivered while the first is reported
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(bulk_run, "write_err", write_err)
+    source = Source()
+    restore = bulk_run._on_signals(source)  # type: ignore[arg-type]
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        restore()
+    assert source.stop.requested
+    assert source.stop.expired(), said  # the second signal stopped it at once
+    assert any("stopping now" in line for line in said), said

@@ -252,12 +252,14 @@ def _on_signals(source: FileSource) -> Callable[[], None]:
         return lambda: None
 
     def handler(signum: int, frame: object) -> None:
+        # The stop is asked for before it is reported: a second signal can arrive while the
+        # line is written, and its handler then runs inside this one.
         if source.stop.requested:
             source.stop.deadline = time.monotonic()
             write_err("moetrack import: stopping now; the next run sends the request in flight")
             return
-        write_err("moetrack import: stopping after the request in flight")
         source.interrupt()
+        write_err("moetrack import: stopping after the request in flight")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
