@@ -16,7 +16,8 @@ that every script touches one Redis Cluster slot::
     mt:{<app_id>}:handoff:<n>   string: set by a relay that gave partition n up cleanly
     mt:{<app_id>}:relay:<id>    hash: one relay's heartbeat and counters (expires)
     mt:{<app_id>}:relays        sorted set: relay ids by last heartbeat
-    mt:{<app_id>}:gcra:<quota>  string: the shared limiter's state of one quota
+    mt:{<app_id>}:window:<quota>  sorted set: the shared limiter's grants of one quota
+    mt:{<app_id>}:window        string: the shared limiter's clock
     mt:{<app_id>}:pause         string: set after a 429, for every process (expires)
 """
 
