@@ -21,7 +21,7 @@ from . import signals
 from ._config import Config
 from ._context import get_ctx
 from ._exceptions import ValidationError
-from ._pipeline.queue import SAMPLE, MemoryQueue, RecordQueue, estimate
+from ._pipeline.queue import SAMPLE, WAKE_BYTES, MemoryQueue, RecordQueue, estimate
 from ._pipeline.worker import Worker, stop_when_multiprocessing_child_ends
 from ._report import Reporter, logger
 from ._wire.records import DEVICE, EVENT, USER, Dropped, Record, prepare
@@ -294,12 +294,11 @@ class Client:
         queue = self._queue
         source = worker.source
         depth = queue.size()
-        # Records the worker keeps up with are counted exactly once encoded, a moment later.
-        # While a backlog builds up in the queue, one record in SAMPLE is estimated and
-        # stands for SAMPLE of them: a burst costs the callers an eighth of the estimates.
-        size = (
-            estimate(record) * SAMPLE if depth >= self._wake_at and not depth & (SAMPLE - 1) else 0
-        )
+        # A record joining a queue of fewer than SAMPLE is counted exactly once encoded, a
+        # moment later. Past that, one record in SAMPLE is estimated and stands for SAMPLE of
+        # them (a burst costs the callers an eighth of the estimates), so a burst of large
+        # records counts against max_queue_bytes before the worker has prepared it.
+        size = estimate(record) * SAMPLE if depth and not depth & (SAMPLE - 1) else 0
         if (
             depth + source.held >= self._capacity
             # MemorySource.bytes, read inline: no property call on the hot path
@@ -319,7 +318,9 @@ class Client:
             return
         if worker.thread is None:
             worker.ensure_started()
-        if depth >= self._wake_at and not source.wake.is_set():
+        if (
+            depth >= self._wake_at or (size and source.queued_in - source.queued_out >= WAKE_BYTES)
+        ) and not source.wake.is_set():
             source.wake.set()  # Event.set takes a lock: only when the worker is asleep
 
     def _queued_signal(self, record: Any, worker: Worker) -> None:

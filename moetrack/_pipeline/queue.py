@@ -16,10 +16,13 @@ from typing import Any, Protocol
 from .._wire.item import EVENT
 from .blocks import ITEM_OVERHEAD
 
-__all__ = ["SAMPLE", "MemoryQueue", "RecordQueue", "estimate"]
+__all__ = ["SAMPLE", "WAKE_BYTES", "MemoryQueue", "RecordQueue", "estimate"]
 
 #: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
 SAMPLE = 8
+#: Callers wake the worker once this many bytes are estimated to wait in the queue (or
+#: once 500 records do), so a burst of large records is prepared, and counted exactly, soon.
+WAKE_BYTES = 1 << 20
 _RECORD_OVERHEAD = 400
 
 
