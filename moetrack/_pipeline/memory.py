@@ -308,21 +308,6 @@ class MemorySource:
             self.wake.clear()
             self.prepare_queued()
 
-    def while_in_flight(self, done: threading.Event) -> None:
-        """While the sender's request is out: prepare what callers queue (see source.py)."""
-        if self.config.sync:
-            return
-        while not done.is_set() and not self.stop.expired():
-            self.wake.wait(0.25)
-            self.wake.clear()
-            if done.is_set():
-                return
-            self.prepare_queued()
-
-    def poke(self) -> None:
-        """The request in flight was answered: :meth:`while_in_flight` returns."""
-        self.wake.set()
-
     # -- flush and stop ----------------------------------------------------------------------
 
     def flush(self, timeout: float | None, exited: threading.Event) -> bool:

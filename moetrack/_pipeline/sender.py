@@ -111,9 +111,6 @@ class Sender:
         # While run() sends, the thread running it and how it takes the next items meanwhile.
         self._runner: threading.Thread | None = None
         self._ahead: Callable[[], bool] | None = None
-        # What the source does meanwhile once nothing more can be taken (see source.py).
-        self._in_flight: Callable[[threading.Event], None] | None = None
-        self._poke: Callable[[], None] | None = None
 
     def packer(self) -> Packer:
         config = self.config
@@ -156,8 +153,6 @@ class Sender:
             return True
 
         self._runner, self._ahead = threading.current_thread(), ahead
-        self._in_flight = getattr(source, "while_in_flight", None)
-        self._poke = getattr(source, "poke", None)
         try:
             while not stop.expired() and not (stop.requested and not stop.drain):
                 while held and packer.add(held[0]):
@@ -194,7 +189,7 @@ class Sender:
                 ):
                     return
         finally:
-            self._runner = self._ahead = self._in_flight = self._poke = None
+            self._runner = self._ahead = None
             rest = [*packer.take().items, *held]
             if rest:
                 source.release(rest)
@@ -424,21 +419,16 @@ class Sender:
             return self._post(body, timeout)
         result: list[tuple[int, MoetrackError, float | None]] = []
         done = threading.Event()
-        in_flight, poke = self._in_flight, self._poke
 
         def post() -> None:
             try:
                 result.append(self._post(body, timeout))
             finally:
                 done.set()
-                if poke is not None:
-                    poke()
 
         threading.Thread(target=post, name="moetrack-request", daemon=True).start()
         while not done.is_set() and ahead():
             pass
-        if in_flight is not None:
-            in_flight(done)
         done.wait()
         return result[0]
 

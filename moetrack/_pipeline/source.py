@@ -57,13 +57,6 @@ class Source(Protocol):
         when it is being stopped."""
 
 
-# A source may also have ``while_in_flight(done)`` and ``poke()``: the sender calls the first
-# while a request is out and it holds all the items it can pack, and it returns once the
-# ``threading.Event`` ``done`` is set; the sender calls ``poke()`` right after setting it.
-# The in-memory source prepares what callers queue meanwhile, so a backlog built during a
-# slow request waits compactly rather than as the callers' objects.
-
-
 class Stop:
     """How a sender is told to stop: when, and whether to finish what its source holds.
 
