@@ -21,7 +21,7 @@ from . import signals
 from ._config import Config
 from ._context import get_ctx
 from ._exceptions import ValidationError
-from ._pipeline.queue import SAMPLE, WAKE_BYTES, MemoryQueue, RecordQueue, estimate
+from ._pipeline.queue import SAMPLE, TAKE_CHUNK, WAKE_BYTES, MemoryQueue, RecordQueue, estimate
 from ._pipeline.worker import Worker, stop_when_multiprocessing_child_ends
 from ._report import Reporter, logger
 from ._wire.records import DEVICE, EVENT, USER, Dropped, Record, prepare
@@ -101,7 +101,10 @@ class Client:
         self._capacity = config.queue_capacity
         self._max_bytes = config.max_queue_bytes
         self._pid = _getpid()
-        self._wake_at = max(1, min(config.max_batch_size, 500))
+        # The worker is woken once a chunk of records waits: it prepares them a few at a
+        # time as they arrive, never a batch's worth at once (a request thread arriving
+        # meanwhile would wait behind it for the interpreter).
+        self._wake_at = max(1, min(config.max_batch_size, TAKE_CHUNK))
         # Why records are refused at the door: None, or the reason they are counted under.
         self._refuse: str | None = refuse
         if refuse is None and not config.has_credentials:

@@ -157,3 +157,42 @@ def test_a_full_batch_is_packed_in_slices(
     assert client.stats().sent == 1_000
     assert breaths.count("moetrack-worker") >= 1_000  # one per item packed, at least
     assert len(emulator.events()) == 1_000
+
+
+def test_records_are_prepared_a_chunk_at_a_time_as_they_arrive(make_client: Any) -> None:
+    """The worker is woken once a chunk of records waits, not once 500 do nor at the flush
+    interval: its work comes in short pieces spread over time, rather than a batch's worth
+    at once that every request thread arriving meanwhile would wait behind."""
+    client = make_client()  # options as shipped: a flush interval of 1 s
+    source = client._worker.source
+    client.track("Warm-up", customer_id=IDS[0], n=0)
+    assert wait_until(lambda: source.taken == 1, timeout=5.0)
+    # The worker now holds a partial batch and sleeps until its flush interval is up.
+    track_purchases(client, _memory.TAKE_CHUNK + 8)
+    assert wait_until(lambda: source.taken > _memory.TAKE_CHUNK, timeout=0.5), (
+        f"{source.taken} records taken half a second after a chunk was queued"
+    )
+    assert client.flush(10)
+
+
+def test_a_batch_being_filled_adds_no_object_per_element_for_the_collector() -> None:
+    """Packing 500 events for 500 customers keeps each element as bytes growing in place,
+    not as objects the garbage collector walks at every collection while the batch fills."""
+    from moetrack._wire.encode import Packer
+    from moetrack._wire.item import Item
+
+    items = [Item(EVENT, IDS[i], None, b'{"action":"Purchase","attributes":{"price":%d}}' % i)
+             for i in range(500)]  # fmt: skip
+    packer = Packer(1 << 20, 1_000)
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for item in items:
+            assert packer.add(item)
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert grown <= 8, f"{grown} objects tracked by the collector for 500 elements"
+    body = packer.take().body
+    assert body.count(b'"type":"event"') == 500

@@ -44,7 +44,7 @@ from .._exceptions import DeliveryError, MoetrackError, ValidationError
 from .._wire.records import Dropped, Item, prepare
 from .blocks import ITEM_OVERHEAD, Block, Blocks, block
 from .breath import Breath
-from .queue import estimate
+from .queue import TAKE_CHUNK, estimate
 from .source import Stop
 
 if TYPE_CHECKING:
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     from .queue import RecordQueue
 
 __all__ = ["MemorySource"]
-
-#: Records taken from the queue and prepared per slice (well under a millisecond of work).
-TAKE_CHUNK = 32
 
 
 class MemorySource:

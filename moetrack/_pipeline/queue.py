@@ -16,12 +16,16 @@ from typing import Any, Protocol
 from .._wire.item import EVENT
 from .blocks import ITEM_OVERHEAD
 
-__all__ = ["SAMPLE", "WAKE_BYTES", "MemoryQueue", "RecordQueue", "estimate"]
+__all__ = ["SAMPLE", "TAKE_CHUNK", "WAKE_BYTES", "MemoryQueue", "RecordQueue", "estimate"]
 
 #: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
 SAMPLE = 8
-#: Callers wake the worker once this many bytes are estimated to wait in the queue (or
-#: once 500 records do), so a burst of large records is prepared, and counted exactly, soon.
+#: Records the worker takes from the queue and prepares per slice (a fraction of a
+#: millisecond of work); callers wake it once that many wait, so that records are prepared
+#: a few at a time as they arrive.
+TAKE_CHUNK = 16
+#: Callers also wake the worker once this many bytes are estimated to wait in the queue, so
+#: a burst of large records is prepared, and counted exactly, soon.
 WAKE_BYTES = 1 << 20
 _RECORD_OVERHEAD = 400
 

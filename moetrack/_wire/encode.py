@@ -110,17 +110,6 @@ def min_body_size(kind: int, customer_id: str, device_id: str | None, payload: b
     return _BODY_OVERHEAD + len(payload)
 
 
-class _EventElement:
-    __slots__ = ("actions", "head")
-
-    def __init__(self, head: bytes) -> None:
-        self.head = head
-        self.actions: list[bytes] = []
-
-    def encode(self) -> bytes:
-        return self.head + b",".join(self.actions) + _EVENT_TAIL
-
-
 class Batch:
     """The items of one request and their body, with its size and counts."""
 
@@ -172,9 +161,13 @@ class Packer:
 
     def _reset(self) -> None:
         self.items: list[Item] = []
-        self._elements: list[bytes | _EventElement] = []
+        # Elements in order: a user or device element's bytes, or an event element's bytes
+        # so far (its head and actions, without the tail), growing in place. Neither holds a
+        # reference, so a batch being filled adds no object for the garbage collector to walk
+        # but this list and the dicts below.
+        self._elements: list[bytes | bytearray] = []
         # customer_id -> device_id -> the event element still open for more actions
-        self._open: dict[str, dict[str | None, _EventElement]] = {}
+        self._open: dict[str, dict[str | None, bytearray]] = {}
         self.size = _BODY_OVERHEAD
         self.users = 0
         self.events = 0
@@ -188,20 +181,24 @@ class Packer:
                 return False
             by_device = self._open.get(item.customer_id)
             element = by_device.get(item.device_id) if by_device is not None else None
-            if element is not None:
-                grow = len(item.payload) + (1 if element.actions else 0)
+            if element is not None:  # it holds one action at least: a comma, then this one
+                grow = 1 + len(item.payload)
                 if self.size + grow > self.max_bytes:
                     return False
-                element.actions.append(item.payload)
+                element += b","
+                element += item.payload
             else:
                 head = event_head(item.customer_id, item.device_id)
                 grow = comma + len(head) + len(item.payload) + len(_EVENT_TAIL)
                 if self.size + grow > self.max_bytes:
                     return False
-                element = _EventElement(head)
-                element.actions.append(item.payload)
+                element = bytearray(head)
+                element += item.payload
                 self._elements.append(element)
-                self._open.setdefault(item.customer_id, {})[item.device_id] = element
+                if by_device is None:
+                    self._open[item.customer_id] = {item.device_id: element}
+                else:
+                    by_device[item.device_id] = element
             self.events += 1
         else:
             if self.max_users is not None and self.users >= self.max_users:
@@ -218,8 +215,11 @@ class Packer:
         return True
 
     def take(self) -> Batch:
-        parts = [e if isinstance(e, bytes) else e.encode() for e in self._elements]
-        body = _BODY_HEAD + b",".join(parts) + _BODY_TAIL
+        elements = self._elements
+        for element in elements:
+            if type(element) is bytearray:
+                element += _EVENT_TAIL  # closed: the batch is taken
+        body = _BODY_HEAD + b",".join(elements) + _BODY_TAIL
         batch = Batch(self.items, body, self.users, self.events)
         self._reset()
         return batch
