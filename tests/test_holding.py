@@ -21,9 +21,8 @@ import pytest
 import moetrack
 from moetrack._context import get_ctx
 from moetrack._pipeline import breath as _breath
-from moetrack._pipeline import memory as _memory
 from moetrack._pipeline.memory import MemorySource
-from moetrack._pipeline.queue import MemoryQueue
+from moetrack._pipeline.queue import TAKE_CHUNK, MemoryQueue
 from moetrack._report import Reporter
 from moetrack._wire.item import EVENT
 from moetrack.testing import Emulator
@@ -134,8 +133,8 @@ def test_the_preparer_lets_other_threads_in_between_slices(
     assert source.taken == 2_000
     assert queue.size() == 0
     gaps = [b - a for a, b in itertools.pairwise(taken_at_breath)]
-    assert len(gaps) >= 2_000 // _memory.TAKE_CHUNK - 1, taken_at_breath
-    assert max(gaps) <= _memory.TAKE_CHUNK, gaps
+    assert len(gaps) >= 2_000 // TAKE_CHUNK - 1, taken_at_breath
+    assert max(gaps) <= TAKE_CHUNK, gaps
     items = source.take(5_000, 0)
     assert items is not None
     assert [item.ref for item in items] == list(range(2_000))
@@ -168,8 +167,8 @@ def test_records_are_prepared_a_chunk_at_a_time_as_they_arrive(make_client: Any)
     client.track("Warm-up", customer_id=IDS[0], n=0)
     assert wait_until(lambda: source.taken == 1, timeout=5.0)
     # The worker now holds a partial batch and sleeps until its flush interval is up.
-    track_purchases(client, _memory.TAKE_CHUNK + 8)
-    assert wait_until(lambda: source.taken > _memory.TAKE_CHUNK, timeout=0.5), (
+    track_purchases(client, TAKE_CHUNK + 8)
+    assert wait_until(lambda: source.taken > TAKE_CHUNK, timeout=0.5), (
         f"{source.taken} records taken half a second after a chunk was queued"
     )
     assert client.flush(10)

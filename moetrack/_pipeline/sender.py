@@ -92,7 +92,7 @@ class Sender:
         _encode.dumps(None)
         warm = getattr(transport, "warm", None)
         if warm is not None:
-            warm()
+            warm(self._url)
         # Sync mode sends from the callers' threads: the counters, the backoff and a local
         # limiter are shared, under this lock. It is never held across I/O: a shared limiter
         # (Redis) makes round trips, and is called without it.

@@ -218,7 +218,7 @@ class Packer:
         elements = self._elements
         for element in elements:
             if type(element) is bytearray:
-                element += _EVENT_TAIL  # closed: the batch is taken
+                element.extend(_EVENT_TAIL)  # closed: the batch is taken
         body = _BODY_HEAD + b",".join(elements) + _BODY_TAIL
         batch = Batch(self.items, body, self.users, self.events)
         self._reset()

@@ -284,8 +284,7 @@ def test_tls_verification_is_always_on_and_cannot_be_turned_off() -> None:
             moetrack.Client("APP", "secret-key-1", **{option: False})
     transport = HTTPTransport()
     try:
-        client = transport._get()
-        pool = client._transport._pool  # type: ignore[attr-defined]
+        pool = transport._route("https://api-01.moengage.com/v1/transition/APP")[1]._pool
         context: ssl.SSLContext = pool._ssl_context
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
