@@ -111,6 +111,7 @@ class Sender:
         # While run() sends, the thread running it and how it takes the next items meanwhile.
         self._runner: threading.Thread | None = None
         self._ahead: Callable[[], bool] | None = None
+        self._poster: _Poster | None = None  # run()'s request thread, once it sent one
 
     def packer(self) -> Packer:
         config = self.config
@@ -122,6 +123,9 @@ class Sender:
         )
 
     def close(self) -> None:
+        poster, self._poster = self._poster, None
+        if poster is not None:
+            poster.close()
         self.transport.close()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -412,25 +416,19 @@ class Sender:
                 return RELEASE, error
 
     def _post_ahead(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
-        """:meth:`_post`; in :meth:`run`, on a thread of its own while this one takes and
-        prepares the next batch's items, so the network and the CPU overlap."""
+        """:meth:`_post`; in :meth:`run`, on the sender's request thread while this one takes
+        and prepares the next batch's items, so the network and the CPU overlap."""
         ahead = self._ahead
         if ahead is None or threading.current_thread() is not self._runner:
             return self._post(body, timeout)
-        result: list[tuple[int, MoetrackError, float | None]] = []
-        done = threading.Event()
-
-        def post() -> None:
-            try:
-                result.append(self._post(body, timeout))
-            finally:
-                done.set()
-
-        threading.Thread(target=post, name="moetrack-request", daemon=True).start()
+        poster = self._poster
+        if poster is None:
+            poster = self._poster = _Poster(self._post)
+        done = poster.submit(body, timeout)
         while not done.is_set() and ahead():
             pass
         done.wait()
-        return result[0]
+        return poster.result()
 
     def _post(self, body: bytes, timeout: float) -> tuple[int, MoetrackError, float | None]:
         """One request. Never raises: no answer is status 0 with a TransportError."""
@@ -516,6 +514,55 @@ class Sender:
         if any(secret in text for secret in self._secrets):
             return TransportError(_http.redact(text, self._secrets))
         return error
+
+
+class _Poster:
+    """The request thread of :meth:`Sender.run`: one request at a time, handed over and
+    waited for by the thread running it. Started at the first request and kept: a thread
+    per request would cost its start and its objects every batch."""
+
+    def __init__(self, post: Callable[[bytes, float], tuple[int, MoetrackError, float | None]]):
+        self._post = post
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._job: tuple[bytes, float] | None = None
+        self._result: tuple[int, MoetrackError, float | None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, body: bytes, timeout: float) -> threading.Event:
+        """Start a request; the event is set once it has its answer (or none)."""
+        self._job, self._result = (body, timeout), None
+        self._done.clear()
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            thread = self._thread = threading.Thread(
+                target=self._loop, name="moetrack-request", daemon=True
+            )
+            thread.start()
+        self._go.set()
+        return self._done
+
+    def result(self) -> tuple[int, MoetrackError, float | None]:
+        result = self._result
+        if result is None:
+            raise RuntimeError("the request thread ended without an answer")
+        return result
+
+    def close(self) -> None:
+        self._job = None
+        self._go.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.wait()
+            self._go.clear()
+            job = self._job
+            if job is None:
+                return
+            try:
+                self._result = self._post(*job)
+            finally:
+                self._done.set()
 
 
 def _runs(items: list[Item]) -> list[int]:
