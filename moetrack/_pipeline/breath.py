@@ -3,7 +3,7 @@
 A thread that wants the interpreter while another runs Python waits for the switch interval
 (5 ms by default) before it asks for it. A request thread that wakes while the worker
 prepares or packs a whole batch would wait that long. So the pipeline works in slices of
-a fifth of a millisecond, and between two of them lets go of the interpreter for a moment
+half a millisecond at most, and between two of them lets go of the interpreter for a moment
 (``time.sleep(0)``, which on Linux sleeps for the thread's timer slack, about 50 µs): a
 thread waiting for it takes it then, and the slice after waits its turn. The application's
 ``sys.setswitchinterval`` is never changed.
@@ -16,7 +16,7 @@ import time
 __all__ = ["SLICE_SECONDS", "Breath"]
 
 #: The longest the pipeline runs Python before it lets other threads in.
-SLICE_SECONDS = 0.0002
+SLICE_SECONDS = 0.0005
 
 _perf_counter = time.perf_counter
 _sleep = time.sleep
