@@ -162,16 +162,40 @@ def test_records_are_prepared_a_chunk_at_a_time_as_they_arrive(make_client: Any)
     """The worker is woken once a chunk of records waits, not once 500 do nor at the flush
     interval: its work comes in short pieces spread over time, rather than a batch's worth
     at once that every request thread arriving meanwhile would wait behind."""
+
+    class Wake(threading.Event):
+        calls = 0
+
+        def set(self) -> None:
+            Wake.calls += 1
+            super().set()
+
     client = make_client()  # options as shipped: a flush interval of 1 s
     source = client._worker.source
+    source.wake = Wake()  # before the worker starts: it waits on this one
     client.track("Warm-up", customer_id=IDS[0], n=0)
     assert wait_until(lambda: source.taken == 1, timeout=5.0)
-    # The worker now holds a partial batch and sleeps until its flush interval is up.
+    # The worker now holds a partial batch and sleeps until its flush interval is up; only
+    # a caller's wake-up (or a flush) ends that sleep early.
+    woken = Wake.calls
     track_purchases(client, TAKE_CHUNK + 8)
-    assert wait_until(lambda: source.taken > TAKE_CHUNK, timeout=0.5), (
-        f"{source.taken} records taken half a second after a chunk was queued"
-    )
+    assert Wake.calls > woken, "no caller woke the worker once a chunk of records waited"
+    assert wait_until(lambda: source.taken > TAKE_CHUNK), source.taken
     assert client.flush(10)
+
+
+def test_one_request_thread_serves_every_batch(make_client: Any, emulator: Emulator) -> None:
+    """The sender keeps one request thread for its life rather than starting one per
+    request (its start and its objects, every batch)."""
+    client = make_client(events_per_minute=None, users_per_minute=None)
+    batches = 4
+    seen: set[int] = set()
+    for _ in range(batches):
+        track_purchases(client, 10)
+        assert client.flush(10)
+        seen |= {t.ident or 0 for t in threading.enumerate() if t.name == "moetrack-request"}
+    assert len(emulator.requests()) == batches
+    assert len(seen) == 1, f"{len(seen)} request threads for {batches} requests"
 
 
 def test_a_batch_being_filled_adds_no_object_per_element_for_the_collector() -> None:
