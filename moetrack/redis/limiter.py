@@ -13,11 +13,13 @@ every process.
 Each grant is scored with the latest moment the server may count its request: its grant time
 ``g`` plus ``L`` (the allowance covers the reply from Redis, packing, and the request's way to
 the server), until the sender reports, with its next acquire, when the answer came ``a``;
-then ``a`` (the server counted it before answering). A grant leaves the window when its score
-is ``W`` old. A batch of ``n`` at Redis time ``t`` is granted iff the units in the window plus
-``n`` are at most ``Q`` (``t`` never steps back: the script keeps the latest time it has seen).
-Both quotas are checked in the same call and charged together, or neither is charged and the
-wait comes back: the exact time until enough of the oldest grants leave the window.
+then ``a`` (the server counted it before answering), but never less than ``g``: the sender
+measures "answered so long ago" on its own clock, and Redis's may have been set back since.
+A grant leaves the window when its score is ``W`` old. A batch of ``n`` at Redis time ``t``
+is granted iff the units in the window plus ``n`` are at most ``Q`` (``t`` never steps back:
+the script keeps the latest time it has seen). Both quotas are checked in the same call and
+charged together, or neither is charged and the wait comes back: the exact time until enough
+of the oldest grants leave the window.
 
 Why no window of the server's holds more than ``Q``. The server counts a request at some ``c``
 with ``g <= c <= score``. A window ``(b, b + W]`` of the server's holds only requests with
@@ -86,17 +88,19 @@ MAX_REPORTS = 16
 #: ARGV[1] = "acquire", ARGV[2] = the clock in µs (tests only; "0": Redis's ``TIME``),
 #:   ARGV[3] = ``W`` and ARGV[4] = ``L`` in µs, ARGV[5], ARGV[6] = the users and events quotas
 #:   (0: no limit), ARGV[7] = ``least``, ARGV[8] = ``R``, the number of answered grants that
-#:   follow, five numbers each: users seq and units, events seq and units (0 when none), µs
-#:   since the answer; then the batch as runs of records in order: ``-k`` is k users (or
-#:   devices), ``+k`` k events. Grants the longest head of the batch that fits now if it holds
-#:   at least ``least`` records (or all of them), charging both quotas; otherwise charges
-#:   nothing. Returns ``{records granted, wait µs, now µs, users seq, events seq}``: the wait,
-#:   when nothing was granted, until the first ``least`` records fit (a pause counts).
+#:   follow, six numbers each: users seq and units, events seq and units (0 when none), the
+#:   grant's time on the script's clock, µs since the answer; then the batch as runs of
+#:   records in order: ``-k`` is k users (or devices), ``+k`` k events. Grants the longest head
+#:   of the batch that fits now if it holds at least ``least`` records (or all of them),
+#:   charging both quotas; otherwise charges nothing. Returns ``{records granted, wait µs,
+#:   now µs, users seq, events seq}``: the wait, when nothing was granted, until the first
+#:   ``least`` records fit (a pause counts).
 #: ARGV[1] = "pause", ARGV[2] = milliseconds: the pause key lives at least that long. Returns
 #:   the pause's remaining milliseconds.
 #: A window is a sorted set of grants: score the moment the server has surely counted the
-#: request (the grant plus ``L``, until the sender reports when its answer came: then that),
-#: member ``"<seq>:<units>"``. Times are integer µs, exact in a Lua number and a score.
+#: request (the grant plus ``L``, until the sender reports when its answer came: then that,
+#: never before the grant: the sender's clock and Redis's may disagree), member
+#: ``"<seq>:<units>"``. Times are integer µs, exact in a Lua number and a score.
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
 if ARGV[1] == 'pause' then
@@ -122,8 +126,9 @@ redis.call('PEXPIRE', state, math.ceil((window + allowance) / 1000) + 1000)
 -- answered grants: the server counted them before their answer came
 local restamps = tonumber(ARGV[8])
 for r = 0, restamps - 1 do
-  local base = 9 + 5 * r
-  local at = now - tonumber(ARGV[base + 4])
+  local base = 9 + 6 * r
+  -- the sender counts "so long ago" on its own clock; Redis's may have stepped back since
+  local at = math.max(now - tonumber(ARGV[base + 5]), tonumber(ARGV[base + 4]))
   for i = 1, 2 do
     local seq = tonumber(ARGV[base + 2 * i - 2])
     if seq > 0 then
@@ -156,7 +161,7 @@ end
 -- the longest head that fits, and the units of the first ``least`` records
 local take, need = {0, 0}, {0, 0}
 local records, walked, all, full = 0, 0, 0, true
-for j = 9 + 5 * restamps, #ARGV do
+for j = 9 + 6 * restamps, #ARGV do
   local k = tonumber(ARGV[j])
   local i = 2
   if k < 0 then i, k = 1, -k end
@@ -292,11 +297,12 @@ class RedisLimiter:
         self._down = False  # Redis failed; the fallback paces until _retry_at
         self._retry_at = 0.0
         self._local_grant = False
-        # Grants through Redis whose request has not ended; the one in flight alone (its seqs
-        # and units), and answered ones (with the monotonic µs of the answer) to report.
+        # Grants through Redis whose request has not ended; the one in flight alone (its seqs,
+        # units and time on the script's clock), and answered ones (with the monotonic µs of
+        # the answer) to report.
         self._flight = 0
-        self._alone: tuple[int, int, int, int] | None = None
-        self._answered: list[tuple[int, int, int, int, int]] = []
+        self._alone: tuple[int, int, int, int, int] | None = None
+        self._answered: list[tuple[int, int, int, int, int, int]] = []
         #: Calls that reached Redis, and acquires answered by the fallback.
         self.round_trips = 0
         self.fallback_acquires = 0
@@ -354,7 +360,7 @@ class RedisLimiter:
             self._flight += 1
             if self._flight == 1:
                 n_users, n_events = first_units(batch, granted)
-                self._alone = (int(users_seq), n_users, int(events_seq), n_events)
+                self._alone = (int(users_seq), n_users, int(events_seq), n_events, int(now))
             else:  # two requests in flight at once (sync mode): neither is reported
                 self._alone = None
         return granted, 0.0
@@ -371,7 +377,7 @@ class RedisLimiter:
         if self._flight <= 0:
             # Another request of the same grant (the halves of a 413): report its end instead.
             if self._answered:
-                self._answered[-1] = (*self._answered[-1][:4], self._micros())
+                self._answered[-1] = (*self._answered[-1][:5], self._micros())
             return
         self._flight -= 1
         # Reported with the next acquire: the server counted the request before now.

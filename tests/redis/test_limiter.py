@@ -164,6 +164,27 @@ def test_a_grant_counts_until_its_answer_or_the_allowance(redis_server: RedisSer
     other.close()
 
 
+def test_a_report_never_moves_a_grant_before_it_was_granted(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis's clock steps back (a wall clock set back): the script's clock holds still
+    until it catches up, while this process's clock goes on. The answer, reported as "so long
+    ago" on this process's clock, would then fall before the grant and free its units early;
+    it counts from the grant at the earliest."""
+    limiter = RedisLimiter(redis_server.url, "app", None, 10, 1.0, allowance=0.0)
+    redis_clock, local_clock = [10_000_000], [500_000_000]
+    limiter.clock = lambda: redis_clock[0]
+    monkeypatch.setattr(limiter, "_micros", lambda: local_clock[0])
+    assert limiter.acquire(0, 10) == 0.0  # granted at 10.0 s on the script's clock
+    local_clock[0] += 100_000
+    limiter.answered()  # 0.1 s later
+    redis_clock[0] = 9_600_000  # Redis's clock is set back by half a second...
+    local_clock[0] += 400_000  # ...and the next acquire comes 0.4 s after the answer
+    # The script's clock still says 10.0 s: the answer "0.4 s ago" would be at 9.6 s.
+    assert limiter.acquire(0, 1) == pytest.approx(1.0)  # a window from the grant, not 0.6 s
+    limiter.close()
+
+
 def test_both_quotas_are_charged_together_or_not_at_all(redis_server: RedisServer) -> None:
     limiter = RedisLimiter(redis_server.url, "app", 10, 1_000, 60.0)
     r = raw(redis_server)
@@ -442,7 +463,10 @@ def test_no_window_exceeds_the_quota_whatever_the_batch_sizes(redis_server: Redi
                 grants.append((limiter.last_grant, size))
             limiter.answered()
         limiter.close()
+        with lock:
+            fallbacks.append(limiter.fallback_acquires)
 
+    fallbacks: list[int] = []
     threads = [
         threading.Thread(target=sender, args=(10, False)),
         threading.Thread(target=sender, args=(1, True)),
@@ -451,5 +475,7 @@ def test_no_window_exceeds_the_quota_whatever_the_batch_sizes(redis_server: Redi
         t.start()
     for t in threads:
         t.join(60)
+    # Every grant went through Redis (a grant of the local fallback has no time on its clock).
+    assert fallbacks == [0, 0]
     span = int(window * 1_000_000)
     assert _worst_window(grants, span) <= quota, _worst_window(grants, span)
