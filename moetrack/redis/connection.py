@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import zlib
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigurationError
 
@@ -88,26 +88,37 @@ def partition_of(customer_id: str, partitions: int) -> int:
 
 
 def redact_url(url: str) -> str:
-    """The URL as logs and messages may show it: any password replaced by ``***``."""
+    """The URL as logs and messages may show it: any password (in the address, or as the
+    ``password`` query parameter redis-py also reads) replaced by ``***``."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if parts.password is None and not any(key == "password" for key, _ in query):
             return url
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        if query:
+            hidden = [(key, "***" if key == "password" else value) for key, value in query]
+            parts = parts._replace(query=urlencode(hidden, safe="*", quote_via=quote))
+        return urlunsplit(parts)
     except ValueError:
         return "<a redis URL that cannot be parsed>"
 
 
 def url_password(url: str) -> str | None:
-    """The URL's password (to scrub it from error messages), or None."""
+    """The password the client will use (to scrub it from error messages), or None: the
+    ``password`` query parameter if there is one (redis-py prefers it), else the address's."""
     try:
-        return urlsplit(url).password or None
+        parts = urlsplit(url)
+        for key, value in parse_qsl(parts.query):
+            if key == "password" and value:
+                return value
+        return parts.password or None
     except ValueError:
         return None
 

@@ -19,7 +19,7 @@ from moetrack._config import Config
 from moetrack._pipeline.backends import make_limiter
 from moetrack._pipeline.limiter import LocalLimiter
 from moetrack.redis import limiter as _redis_limiter
-from moetrack.redis.connection import redact_url
+from moetrack.redis.connection import redact_url, url_password
 from moetrack.redis.limiter import RedisLimiter
 
 from .._need import need_module
@@ -55,6 +55,12 @@ def test_display_url_hides_the_password() -> None:
     assert redact_url("redis://:s3cret@host:6380/1") == "redis://:***@host:6380/1"
     assert redact_url("rediss://user:s3cret@h/0") == "rediss://user:***@h/0"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+    # redis-py also takes the password as a query parameter
+    assert redact_url("redis://host:6379/0?password=s3cret&db=2") == (
+        "redis://host:6379/0?password=***&db=2"
+    )
+    assert url_password("redis://host/0?password=s3cret") == "s3cret"
+    assert redact_url("redis://:a@host/0?password=b") == "redis://:***@host/0?password=***"
 
 
 # --- the window promise ----------------------------------------------------------------
