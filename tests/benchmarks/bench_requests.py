@@ -421,7 +421,7 @@ def _signed(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:+.{digits}f}"
 
 
-def render_md(data: dict[str, Any]) -> str:
+def render_md(data: dict[str, Any], image: str = "requests.png") -> str:
     info = data["machine"]
     lines = [
         "# What a request pays for tracking",
@@ -490,7 +490,7 @@ def render_md(data: dict[str, Any]) -> str:
         "at sync@600 and gthread@300, with pacing off (`moetrack-nopacing`) and at the "
         "defaults (`moetrack-defaults`).",
         "",
-        "![p99 increase over no tracking](requests.png)",
+        f"![p99 increase over no tracking]({image})",
         "",
     ]
     return "\n".join(lines)
@@ -638,7 +638,7 @@ def main(argv: list[str]) -> int:
 def write(data: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
-    md = render_md(data)
+    md = render_md(data, out.with_suffix(".png").name)
     out.with_suffix(".md").write_text(md)
     plot(data, out.with_suffix(".png"))
     print()
