@@ -146,7 +146,7 @@ class Config(NamedTuple):
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
-                f"{unknown[0]}: not an option of moetrack (see the README's options table)"
+                f"{unknown[0]}: not an option of moetrack (see docs/reference/options.md)"
             )
 
         def pick(value: str | None, var: str) -> str | None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import moetrack
@@ -84,3 +86,12 @@ def test_the_key_never_shows_in_reprs() -> None:
         assert "Basic" in config.headers()["Authorization"]
     finally:
         client.shutdown(0.1)
+
+
+def test_an_unknown_option_is_named_with_where_the_options_are_listed() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Config.build("APP", "key", flush_intervall=2.0)
+    message = str(caught.value)
+    assert message.startswith("flush_intervall: not an option of moetrack")
+    reference = message.rsplit("see ", 1)[1].rstrip(")")
+    assert (Path(__file__).parents[1] / reference).is_file(), reference
