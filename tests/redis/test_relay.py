@@ -303,6 +303,28 @@ def test_status_exits_1_when_the_backlog_cannot_be_read(redis_server: RedisServe
     assert run_cli("backlog", "status").returncode == 2 or os.environ.get("MOETRACK_BACKLOG")
 
 
+def test_status_into_a_pipe_whose_reader_is_gone_exits_quietly(redis_server: RedisServer) -> None:
+    # `moetrack backlog status --json | head -c0` or `| grep -q ...`: the reader leaves before
+    # the command writes. The command must end with the shell's exit code for a broken pipe
+    # (128 + SIGPIPE) and no traceback, not with "Exception ignored ... BrokenPipeError".
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [*CLI, "backlog", "status", "--json", "--backlog", redis_server.url],
+            check=False,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(
     redis_server: RedisServer, relays: Relays
 ) -> None:
