@@ -13,6 +13,7 @@ import importlib
 import inspect
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ INTEGRATIONS = {
     "moetrack.integrations.flask": "flask",
     "moetrack.integrations.celery": "celery",
     "moetrack.integrations.asgi": None,
+    "moetrack.integrations.aws_lambda": None,
 }
 
 
@@ -90,3 +92,21 @@ def test_every_public_name_has_a_docstring() -> None:
 def test_the_walk_finds_names(module: str) -> None:
     """The check is not vacuous: each module exposes names it looks at."""
     assert len(list(public_names(module))) > 1
+
+
+def test_every_integration_is_checked_and_in_the_reference() -> None:
+    # A new module in integrations/ must have its docstrings checked here, its imports checked
+    # by tests/integrations/test_imports.py and a section in the API reference.
+    root = Path(__file__).resolve().parents[2]
+    shipped = {
+        f"moetrack.integrations.{path.stem if path.is_file() else path.name}"
+        for path in (root / "integrations").iterdir()
+        if not path.name.startswith("_")
+        and (path.suffix == ".py" or path.is_dir())
+        and path.name != "__pycache__"
+    }
+    reference = (root / "docs" / "reference" / "api.md").read_text()
+    import_checks = (root / "tests" / "integrations" / "test_imports.py").read_text()
+    assert shipped - set(INTEGRATIONS) == set(), "not in INTEGRATIONS"
+    assert {m for m in shipped if f'heading: "{m}"' not in reference} == set(), "not in api.md"
+    assert {m for m in shipped if f'("{m}",' not in import_checks} == set(), "not import-checked"

@@ -20,6 +20,7 @@ print(",".join(m for m in ("django", "flask", "celery", "starlette") if m in sys
     [
         ("moetrack", None, {"django", "flask", "celery", "starlette"}),
         ("moetrack.integrations.asgi", None, {"django", "flask", "celery", "starlette"}),
+        ("moetrack.integrations.aws_lambda", None, {"django", "flask", "celery", "starlette"}),
         ("moetrack.integrations.flask", "flask", {"django", "celery", "starlette"}),
         ("moetrack.integrations.celery", "celery", {"flask", "starlette"}),
         ("moetrack.integrations.django", "django", {"flask", "celery", "starlette"}),
