@@ -7,11 +7,15 @@ whole comparison inside it. The interpreter it is started with becomes the venv'
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -56,6 +60,48 @@ def ensure_venv(force: bool = False) -> None:
         check=True,
     )
     STAMP.write_text(want)
+
+
+def in_venv(module: str, argv: list[str], reinstall: bool = False) -> None:
+    """Make sure the venv is current and run ``python -m module *argv`` inside it: from
+    outside, this replaces the process; inside, it returns (in the repository root)."""
+    ensure_venv(reinstall)
+    os.chdir(ROOT)
+    if not _inside():
+        argv = [a for a in argv if a != "--reinstall"]
+        os.execv(str(PYTHON), [str(PYTHON), "-m", module, *argv])
+
+
+def save(doc: dict[str, Any], out: Path, md: Path | None, render: Callable[[Any], str]) -> None:
+    """Write a benchmark's results JSON, and its table beside it (or at ``md``), and print
+    the table."""
+    md = md or out.with_suffix(".md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    text = render(doc)
+    md.write_text(text)
+    print()
+    print(text)
+    print(f"wrote {out} and {md}")
+
+
+def output_options(parser: argparse.ArgumentParser, default_json: Path) -> None:
+    """The options every benchmark with a results JSON takes."""
+    parser.add_argument("--json", default=str(default_json), help="results JSON")
+    parser.add_argument("--md", default=None, help="results table (default: --json as .md)")
+    parser.add_argument("--reinstall", action="store_true", help="reinstall the benchmark venv")
+    parser.add_argument(
+        "--from-json", metavar="PATH", help="measure nothing: rewrite the table from a saved JSON"
+    )
+
+
+def settings_and_errors(settings: list[str], errors: list[str]) -> list[str]:
+    """The end of a results table (after a blank line): how each variant was set up, and
+    what failed."""
+    lines = ["## Settings", "", *settings]
+    if errors:
+        lines += ["", "## Errors", "", *(f"- {e}" for e in errors)]
+    return lines
 
 
 def main() -> int:

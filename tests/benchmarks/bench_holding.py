@@ -51,15 +51,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .__main__ import output_options, save, settings_and_errors
 from .measure import (
     CALLS,
     QUEUE_SIZE,
+    compile_loop,
     control,
     customer_ids,
     make_floor,
     moetrack_stats,
     proc_status,
     reset_peak,
+    send_result,
     wait_for,
 )
 
@@ -106,21 +109,6 @@ SETTINGS: dict[str, str] = {
         f"{BLOB_BYTES // 1000} KB attribute, customers u-0 … u-49"
     ),
 }
-
-_LOOP = """
-def loop(track, start, count, ids):
-    for i in range(start, start + count):
-        {call}
-    return start + count
-"""
-
-
-def compile_loop(call: str) -> Callable[[Any, int, int, list[str]], int]:
-    namespace: dict[str, Any] = {}
-    exec(compile(_LOOP.replace("{call}", call), "<loop>", "exec"), namespace)
-    fn: Callable[[Any, int, int, list[str]], int] = namespace["loop"]
-    return fn
-
 
 # -- one measurement (a fresh interpreter) ---------------------------------------------------
 
@@ -506,12 +494,13 @@ def render(doc: dict[str, Any]) -> str:
             f"{row['sampled_ratio']:.2f} | {row['settled_growth'] / 1e6:,.0f} MB | "
             f"{', '.join(f'{k} {v:,}' for k, v in st.get('dropped', {}).items()) or '0'} |",
         ]
-    lines += ["", "## Settings", ""]
-    lines += [f"- `{k}`: {v}" for k, v in SETTINGS.items()]
-    errors = [r for r in doc["results"] if "error" in r]
-    if errors:
-        lines += ["", "## Errors", ""]
-        lines += [f"- {r.get('job')}: {r['error']}" for r in errors]
+    lines += [
+        "",
+        *settings_and_errors(
+            [f"- `{k}`: {v}" for k, v in SETTINGS.items()],
+            [f"{r.get('job')}: {r['error']}" for r in doc["results"] if "error" in r],
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -524,9 +513,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--burst-factor", type=float, default=BURST_FACTOR)
     parser.add_argument("--figures", default="bytes,gc,burst", help="comma-separated subset")
     parser.add_argument("--quick", action="store_true", help="1 round, N = 20,000")
-    parser.add_argument("--json", default=str(RESULTS / "holding.json"), help="results JSON")
-    parser.add_argument("--md", default=None, help="results table (default: --json as .md)")
-    parser.add_argument("--reinstall", action="store_true", help="reinstall the benchmark venv")
+    output_options(parser, RESULTS / "holding.json")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -600,15 +587,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     doc["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["summary"] = summarize(doc["results"])
     doc["targets"] = targets(doc["summary"])
-    out = Path(args.json)
-    md = Path(args.md) if args.md else out.with_suffix(".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    text = render(doc)
-    md.write_text(text)
-    print()
-    print(text)
-    print(f"wrote {out} and {md}")
+    save(doc, Path(args.json), Path(args.md) if args.md else None, render)
     return 0
 
 
@@ -641,16 +620,18 @@ def main() -> int:
         else:
             kind, contender, mode, customers = args.one
             result = hold(kind, contender, mode, args.sink, args.events, int(customers))
-        sys.stdout.write("RESULT " + json.dumps(result) + "\n")
-        sys.stdout.flush()
-        os._exit(0)
-    from .__main__ import PYTHON, _inside, ensure_venv
+        send_result(result)
+    if args.from_json:
+        doc = json.loads(Path(args.from_json).read_text())
+        doc["summary"] = summarize(doc["results"])
+        doc["targets"] = targets(doc["summary"])
+        md = Path(args.md) if args.md else Path(args.from_json).with_suffix(".md")
+        md.write_text(render(doc))
+        print(f"wrote {md}")
+        return 0
+    from .__main__ import in_venv
 
-    ensure_venv(args.reinstall)
-    os.chdir(ROOT)
-    argv = [a for a in argv if a != "--reinstall"]
-    if not _inside():
-        os.execv(str(PYTHON), [str(PYTHON), "-m", "tests.benchmarks.bench_holding", *argv])
+    in_venv("tests.benchmarks.bench_holding", argv, args.reinstall)
     return run(args, shlex.join(["python", "-m", "tests.benchmarks.bench_holding", *argv]))
 
 

@@ -47,7 +47,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .measure import CALLS, QUEUE_SIZE, SETTINGS, build, customer_ids, moetrack_stats, runqueue_wait
+from .__main__ import output_options, save, settings_and_errors
+from .measure import (
+    CALLS,
+    QUEUE_SIZE,
+    SETTINGS,
+    build,
+    compile_loop,
+    customer_ids,
+    moetrack_stats,
+    runqueue_wait,
+    send_result,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -72,20 +83,6 @@ VARIANT_SETTINGS: dict[str, str] = {
     "segment": SETTINGS["segment"],
     "posthog": f"max_queue_size={QUEUE_SIZE:,}",
 }
-
-_BURST_LOOP = """
-def burst(track, start, count, ids):
-    for i in range(start, start + count):
-        {call}
-    return start + count
-"""
-
-
-def compile_burst(call: str) -> Callable[[Any, int, int, list[str]], int]:
-    namespace: dict[str, Any] = {}
-    exec(compile(_BURST_LOOP.replace("{call}", call), "<burst>", "exec"), namespace)
-    fn: Callable[[Any, int, int, list[str]], int] = namespace["burst"]
-    return fn
 
 
 def nothing(action: str, attributes: Any = None, /, *, customer_id: Any = None) -> None:
@@ -120,7 +117,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def one(variant: str, sink: str, rate: int, seconds: float, customers: int) -> dict[str, Any]:
     track, call, client = make(variant, sink)
-    burst = compile_burst(call)
+    burst = compile_loop(call)
     ids = customer_ids(customers)
     # Warm up: the SDK's thread started, a connection made, the loop's code run once.
     i = burst(track, 0, 50, ids)
@@ -282,12 +279,14 @@ def render(doc: dict[str, Any]) -> str:
             )
             lines.append(f"| {variant} | " + " | ".join(cells) + f" | {drop_cell} |")
         lines.append("")
-    lines += ["## Settings", ""]
-    lines += [f"- `{v}`: {VARIANT_SETTINGS[v]}" for v in doc["variants"]]
-    errors = [r for r in doc["results"] if "error" in r]
-    if errors:
-        lines += ["", "## Errors", ""]
-        lines += [f"- {r.get('variant')}@{r.get('rate')}: {r['error']}" for r in errors]
+    lines += settings_and_errors(
+        [f"- `{v}`: {VARIANT_SETTINGS[v]}" for v in doc["variants"]],
+        [
+            f"{r.get('variant')}@{r.get('rate')}: {r['error']}"
+            for r in doc["results"]
+            if "error" in r
+        ],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -301,12 +300,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--customers", type=int, default=1000, help="customers in turn (1000)")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke run")
-    parser.add_argument("--json", default=str(RESULTS / "probe.json"), help="results JSON")
-    parser.add_argument("--md", default=None, help="results table (default: --json as .md)")
-    parser.add_argument("--reinstall", action="store_true", help="reinstall the benchmark venv")
-    parser.add_argument(
-        "--from-json", metavar="PATH", help="measure nothing: rewrite the table from a saved JSON"
-    )
+    output_options(parser, RESULTS / "probe.json")
     parser.add_argument("--one", metavar="VARIANT", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
@@ -384,15 +378,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         sink.stop()
     doc["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["summary"] = summarize(doc["results"])
-    out = Path(args.json)
-    md = Path(args.md) if args.md else out.with_suffix(".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    text = render(doc)
-    md.write_text(text)
-    print()
-    print(text)
-    print(f"wrote {out} and {md}")
+    save(doc, Path(args.json), Path(args.md) if args.md else None, render)
     return 0
 
 
@@ -400,10 +386,7 @@ def main() -> int:
     argv = sys.argv[1:]
     args = parse(argv)
     if args.one:
-        result = one(args.one, args.sink, args.rate, args.seconds, args.customers)
-        sys.stdout.write("RESULT " + json.dumps(result) + "\n")
-        sys.stdout.flush()
-        os._exit(0)
+        send_result(one(args.one, args.sink, args.rate, args.seconds, args.customers))
     if args.from_json:
         doc = json.loads(Path(args.from_json).read_text())
         doc["settings"] = {v: VARIANT_SETTINGS[v] for v in doc["variants"]}
@@ -412,13 +395,9 @@ def main() -> int:
         md.write_text(render(doc))
         print(f"wrote {md}")
         return 0
-    from .__main__ import PYTHON, _inside, ensure_venv
+    from .__main__ import in_venv
 
-    ensure_venv(args.reinstall)
-    os.chdir(ROOT)
-    argv = [a for a in argv if a != "--reinstall"]
-    if not _inside():
-        os.execv(str(PYTHON), [str(PYTHON), "-m", "tests.benchmarks.bench_probe", *argv])
+    in_venv("tests.benchmarks.bench_probe", argv, args.reinstall)
     return run(args, shlex.join(["python", "-m", "tests.benchmarks.bench_probe", *argv]))
 
 

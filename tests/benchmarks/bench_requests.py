@@ -654,12 +654,9 @@ def entry() -> int:
             _generate(host, int(port), rate=rate, seconds=seconds, warmup=warmup, conns=conns)
         )
         return 0
-    from .__main__ import PYTHON, _inside, ensure_venv
+    from .__main__ import in_venv
 
-    if not _inside():
-        ensure_venv()
-        os.chdir(ROOT)
-        os.execv(str(PYTHON), [str(PYTHON), "-m", "tests.benchmarks.bench_requests", *argv])
+    in_venv("tests.benchmarks.bench_requests", argv)
     return main(argv)
 
 

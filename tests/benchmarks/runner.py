@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from .measure import SETTINGS
+from .measure import SETTINGS, control
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -163,16 +162,7 @@ class SinkProcess:
         self.url = f"http://127.0.0.1:{line[1]}"
 
     def control(self, path: str) -> dict[str, Any]:
-        import http.client
-
-        parts = urlsplit(self.url)
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-        try:
-            conn.request("GET", path)
-            answer: dict[str, Any] = json.loads(conn.getresponse().read())
-            return answer
-        finally:
-            conn.close()
+        return control(self.url, path)
 
     def stop(self) -> None:
         self.proc.terminate()
