@@ -416,6 +416,25 @@ def _range(row: dict[str, Any], name: str, fmt: str) -> str:
     return f"{fmt.format(row[name])} [{fmt.format(lo)}..{fmt.format(hi)}]"
 
 
+def _section(
+    doc: dict[str, Any],
+    kind: str,
+    heading: str,
+    header: str,
+    cells: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """One table of per-contender rows of ``kind``; nothing when the run did not measure it."""
+    rows = []
+    for contender, mode in HOLDERS:
+        for customers in doc["customers"]:
+            row = doc["summary"].get(f"{kind}/{contender}/{mode}/{customers}")
+            if row is not None:
+                rows.append(f"| {contender} | {mode} | {customers} | {cells(row)} |")
+    if not rows:
+        return []
+    return ["", heading, "", header, "|---" * header.count(" | ") + "|---|", *rows]
+
+
 def render(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     s = doc["summary"]
@@ -443,42 +462,28 @@ def render(doc: dict[str, Any]) -> str:
         f"| {t['target']} | {t['goal']} | {t['value']} | {'PASS' if t['pass'] else 'MISS'} |"
         for t in doc["targets"]
     ]
-    lines += [
-        "",
+    lines += _section(
+        doc,
+        "bytes",
         f"## Bytes per waiting event (tracemalloc, N = {n:,})",
-        "",
         "| contender | waits | customers | B/event | GC-tracked objects/event | "
         "queue depth when measured |",
-        "|---|---|---|---|---|---|",
-    ]
-    for contender, mode in HOLDERS:
-        for customers in doc["customers"]:
-            row = s.get(f"bytes/{contender}/{mode}/{customers}")
-            if row is None:
-                continue
-            lines.append(
-                f"| {contender} | {mode} | {customers} | "
-                f"{_range(row, 'bytes_per_event', '{:,.0f}')} | "
-                f"{row['gc_objects_per_event']:.2f} | {row.get('depth_at_measure')} |"
-            )
-    lines += [
-        "",
+        lambda row: (
+            f"{_range(row, 'bytes_per_event', '{:,.0f}')} | "
+            f"{row['gc_objects_per_event']:.2f} | {row.get('depth_at_measure')}"
+        ),
+    )
+    lines += _section(
+        doc,
+        "gc",
         f"## Full collection (gc.collect(), median of {GC_REPEAT}), none vs N = {n:,} waiting",
-        "",
         "| contender | waits | customers | none ms | N waiting ms | difference ms | "
         "GC-tracked objects/event |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for contender, mode in HOLDERS:
-        for customers in doc["customers"]:
-            row = s.get(f"gc/{contender}/{mode}/{customers}")
-            if row is None:
-                continue
-            lines.append(
-                f"| {contender} | {mode} | {customers} | {row['gc_none_median_ms']:.2f} | "
-                f"{row['gc_held_median_ms']:.2f} | {_range(row, 'gc_delta_ms', '{:+.2f}')} | "
-                f"{row['gc_objects_per_event']:.2f} |"
-            )
+        lambda row: (
+            f"{row['gc_none_median_ms']:.2f} | {row['gc_held_median_ms']:.2f} | "
+            f"{_range(row, 'gc_delta_ms', '{:+.2f}')} | {row['gc_objects_per_event']:.2f}"
+        ),
+    )
     row = s.get("burst")
     if row:
         st = row.get("moetrack_stats", {})
