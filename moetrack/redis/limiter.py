@@ -15,18 +15,19 @@ Each grant is scored with the latest moment the server may count its request: it
 the server), until the sender reports, with its next acquire, when the answer came ``a``;
 then ``a`` (the server counted it before answering), but never less than ``g``: the sender
 measures "answered so long ago" on its own clock, and Redis's may have been set back since.
-A grant leaves the window when its score is ``W`` old. A batch of ``n`` at Redis time ``t``
-is granted iff the units in the window plus ``n`` are at most ``Q`` (``t`` never steps back:
-the script keeps the latest time it has seen). Both quotas are checked in the same call and
-charged together, or neither is charged and the wait comes back: the exact time until enough
-of the oldest grants leave the window.
+A grant leaves the window once its score is more than ``W`` old. A batch of ``n`` at Redis
+time ``t`` is granted iff the units in the window plus ``n`` are at most ``Q`` (``t`` never
+steps back: the script keeps the latest time it has seen). Both quotas are checked in the
+same call and charged together, or neither is charged and the wait comes back: the exact time
+until enough of the oldest grants leave the window.
 
 Why no window of the server's holds more than ``Q``. The server counts a request at some ``c``
-with ``g <= c <= score``. A window ``(b, b + W]`` of the server's holds only requests with
-``g <= b + W`` and ``score >= c > b``. Take the last of them to be granted, at ``s <= b + W``:
-every other was granted before it with a score ``> b >= s - W`` (a report only lowers a score
-to its answer, still ``>= c``), so all were in the window when it was granted, and the script
-granted it only if the total, its own units included, was at most ``Q``. A batch larger than
+with ``g <= c <= score``. A closed window ``[b, b + W]`` of the server's holds only requests
+with ``g <= b + W`` and ``score >= c >= b``. Take the last of them to be granted, at
+``s <= b + W``: every other was granted before it with a score ``>= b >= s - W`` (a report
+only lowers a score to its answer, still ``>= c``), so all were in the window when it was
+granted, and the script granted it only if the total, its own units included, was at most
+``Q``. A batch larger than
 the whole quota (never made by the packer) goes alone, once the window is empty.
 
 The pace: a busy sender reports each answer with its next acquire, so each grant holds its
@@ -145,7 +146,8 @@ local least = tonumber(ARGV[7])
 local used, room = {0, 0}, {0, 0}
 for i = 1, 2 do
   if quota[i] > 0 then
-    local cutoff = fmt(now - window)
+    -- a grant counts until it is more than a window old: windows are closed, [c, c + W]
+    local cutoff = fmt(now - window - 1)
     local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff)
     if gone[1] then
       local n = 0
@@ -200,7 +202,7 @@ if records < least and records < all then
           for p = 1, #page, 2 do
             excess = excess - tonumber(string.match(page[p], ':(%d+)$'))
             if excess <= 0 then
-              wait = math.max(wait, tonumber(page[p + 1]) + window - now)
+              wait = math.max(wait, tonumber(page[p + 1]) + window + 1 - now)
               break
             end
           end
