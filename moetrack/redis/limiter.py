@@ -27,8 +27,8 @@ with ``g <= b + W`` and ``score >= c >= b``. Take the last of them to be granted
 ``s <= b + W``: every other was granted before it with a score ``>= b >= s - W`` (a report
 only lowers a score to its answer, still ``>= c``), so all were in the window when it was
 granted, and the script granted it only if the total, its own units included, was at most
-``Q``. A batch larger than
-the whole quota (never made by the packer) goes alone, once the window is empty.
+``Q``. A batch larger than the whole quota (never made by the packer) goes alone, once the
+window is empty.
 
 The pace: a busy sender reports each answer with its next acquire, so each grant holds its
 units for ``W`` plus the request's own time; sustained use is the whole quota less that, and

@@ -108,10 +108,7 @@ def main() -> int:
     argv = sys.argv[1:]
     force = "--reinstall" in argv
     argv = [a for a in argv if a != "--reinstall"]
-    ensure_venv(force)
-    os.chdir(ROOT)
-    if not _inside():
-        os.execv(str(PYTHON), [str(PYTHON), "-m", "tests.benchmarks", *argv])
+    in_venv("tests.benchmarks", argv, force)
     from .runner import command_line
     from .runner import main as run
 

@@ -101,9 +101,7 @@ def test_every_integration_is_checked_and_in_the_reference() -> None:
     shipped = {
         f"moetrack.integrations.{path.stem if path.is_file() else path.name}"
         for path in (root / "integrations").iterdir()
-        if not path.name.startswith("_")
-        and (path.suffix == ".py" or path.is_dir())
-        and path.name != "__pycache__"
+        if not path.name.startswith("_") and (path.suffix == ".py" or path.is_dir())
     }
     reference = (root / "docs" / "reference" / "api.md").read_text()
     import_checks = (root / "tests" / "integrations" / "test_imports.py").read_text()

@@ -163,12 +163,9 @@ def test_a_grant_counts_until_its_answer_or_the_allowance(redis_server: RedisSer
     clock[0] += 50_000  # the second half of a 413 split, answered 0.05 s later
     limiter.answered()
     clock[0] += 50_000
-    assert other.acquire(0, 1) == pytest.approx(
-        1.3, abs=2e-6
-    )  # not reported yet: the allowance holds
-    assert limiter.acquire(0, 1) == pytest.approx(
-        0.95, abs=2e-6
-    )  # reported: a window after the answer
+    # Not reported yet: the allowance holds. Then reported: a window after the answer.
+    assert other.acquire(0, 1) == pytest.approx(1.3, abs=2e-6)
+    assert limiter.acquire(0, 1) == pytest.approx(0.95, abs=2e-6)
     assert other.acquire(0, 1) == pytest.approx(0.95, abs=2e-6)
     limiter.close()
     other.close()
@@ -197,8 +194,9 @@ def test_a_report_never_moves_a_grant_before_it_was_granted(
 
 def test_a_grant_still_counts_at_exactly_a_window_after_it(redis_server: RedisServer) -> None:
     """Windows are closed: a request counted at ``c`` and one at ``c + W`` fall in the same
-    window ``[c, c + W]``, so a grant leaves only once it is more than a window old. (Seen
-    in a streaming relay: a grant at exactly a window after another, 404 in a window of 400.)"""
+    window ``[c, c + W]``, so a grant leaves only once it is more than a window old. (Seen in
+    test_no_window_exceeds_the_quota_whatever_the_batch_sizes: a grant exactly a window after
+    another, 404 and 408 in a window of 400.)"""
     limiter = RedisLimiter(redis_server.url, "app", None, 10, 1.0, allowance=0.0)
     clock = [10_000_000]
     limiter.clock = lambda: clock[0]

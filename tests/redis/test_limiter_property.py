@@ -7,10 +7,10 @@ and the real Lua script on a real redis-server, driven through :class:`RedisLimi
 the clock passed in (fewer examples); the script must answer as the model does.
 
 Checked on every call: a grant is the longest head of the batch that fits (its units plus
-those in the closed window ``[t - span, t]`` within each quota), and at least ``least`` records or
-the whole batch; a refusal comes only when the first ``least`` records do not fit, with the
-exact wait: they fit after it, not a microsecond before. After the run, every window of the
-span holds at most the quota (or one grant alone, larger than a whole quota).
+those in the closed window ``[t - span, t]`` within each quota), and at least ``least``
+records or the whole batch; a refusal comes only when the first ``least`` records do not fit,
+with the exact wait: they fit after it, not a microsecond before. After the run, every window
+of the span holds at most the quota (or one grant alone, larger than a whole quota).
 """
 
 from __future__ import annotations
