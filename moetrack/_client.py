@@ -21,7 +21,14 @@ from . import signals
 from ._config import Config
 from ._context import get_ctx
 from ._exceptions import ValidationError
-from ._pipeline.queue import SAMPLE, TAKE_CHUNK, WAKE_BYTES, MemoryQueue, RecordQueue, estimate
+from ._pipeline.queue import (
+    SAMPLE,
+    WAKE_BYTES,
+    WAKE_RECORDS,
+    MemoryQueue,
+    RecordQueue,
+    estimate,
+)
 from ._pipeline.worker import Worker, stop_when_multiprocessing_child_ends
 from ._report import Reporter, logger
 from ._wire.records import DEVICE, EVENT, USER, Dropped, Record, prepare
@@ -101,10 +108,11 @@ class Client:
         self._capacity = config.queue_capacity
         self._max_bytes = config.max_queue_bytes
         self._pid = _getpid()
-        # The worker is woken once a chunk of records waits: it prepares them a few at a
-        # time as they arrive, never a batch's worth at once (a request thread arriving
-        # meanwhile would wait behind it for the interpreter).
-        self._wake_at = max(1, min(config.max_batch_size, TAKE_CHUNK))
+        # The worker is woken once WAKE_RECORDS records wait: it prepares them a few score
+        # at a time as they arrive, never a batch's worth at once (a request thread arriving
+        # meanwhile would wait behind it for the interpreter), and not every few records
+        # either (each wake-up is a thread switch the application pays for).
+        self._wake_at = max(1, min(config.max_batch_size, WAKE_RECORDS))
         # Why records are refused at the door: None, or the reason they are counted under.
         self._refuse: str | None = refuse
         if refuse is None and not config.has_credentials:

@@ -22,7 +22,7 @@ import moetrack
 from moetrack._context import get_ctx
 from moetrack._pipeline import breath as _breath
 from moetrack._pipeline.memory import MemorySource
-from moetrack._pipeline.queue import TAKE_CHUNK, MemoryQueue
+from moetrack._pipeline.queue import TAKE_CHUNK, WAKE_RECORDS, MemoryQueue
 from moetrack._report import Reporter
 from moetrack._wire.item import EVENT
 from moetrack.testing import Emulator
@@ -158,30 +158,73 @@ def test_a_full_batch_is_packed_in_slices(
     assert len(emulator.events()) == 1_000
 
 
-def test_records_are_prepared_a_chunk_at_a_time_as_they_arrive(make_client: Any) -> None:
-    """The worker is woken once a chunk of records waits, not once 500 do nor at the flush
-    interval: its work comes in short pieces spread over time, rather than a batch's worth
-    at once that every request thread arriving meanwhile would wait behind."""
+class Wake(threading.Event):
+    """The worker's wake-up event, counting the callers' wake-ups."""
 
-    class Wake(threading.Event):
-        calls = 0
+    calls = 0
 
-        def set(self) -> None:
-            Wake.calls += 1
-            super().set()
+    def set(self) -> None:
+        self.calls += 1
+        super().set()
 
-    client = make_client()  # options as shipped: a flush interval of 1 s
+
+def warm_client_with_counted_wakes(make_client: Any, **options: Any) -> tuple[Any, Wake]:
+    """A client whose worker has started and holds a partial batch: it now sleeps until
+    its flush interval is up, and only a caller's wake-up (or a flush) ends that early."""
+    client = make_client(**options)
     source = client._worker.source
-    source.wake = Wake()  # before the worker starts: it waits on this one
+    wake = source.wake = Wake()  # before the worker starts: it waits on this one
     client.track("Warm-up", customer_id=IDS[0], n=0)
     assert wait_until(lambda: source.taken == 1, timeout=5.0)
-    # The worker now holds a partial batch and sleeps until its flush interval is up; only
-    # a caller's wake-up (or a flush) ends that sleep early.
-    woken = Wake.calls
-    track_purchases(client, TAKE_CHUNK + 8)
-    assert Wake.calls > woken, "no caller woke the worker once a chunk of records waited"
-    assert wait_until(lambda: source.taken > TAKE_CHUNK), source.taken
+    return client, wake
+
+
+def test_records_are_prepared_a_few_score_at_a_time_as_they_arrive(make_client: Any) -> None:
+    """The worker is woken once WAKE_RECORDS records wait, not once 500 do nor at the flush
+    interval: its work comes in short pieces spread over time, rather than a batch's worth
+    at once that every request thread arriving meanwhile would wait behind."""
+    client, wake = warm_client_with_counted_wakes(make_client)  # options as shipped
+    source = client._worker.source
+    woken = wake.calls
+    track_purchases(client, WAKE_RECORDS + 8)
+    assert wake.calls > woken, "no caller woke the worker once WAKE_RECORDS records waited"
+    assert wait_until(lambda: source.taken > WAKE_RECORDS), source.taken
     assert client.flush(10)
+
+
+def test_a_trickle_of_records_wakes_the_worker_once_per_hundred_or_so(make_client: Any) -> None:
+    """Each wake-up costs the application a thread switch and the interpreter handed over
+    and back; beside four request threads that cost more CPU than preparing the records.
+    A steady trickle, as a web server's requests make (here 1,000 records at up to 2,000/s,
+    which the worker keeps up with), wakes it once per WAKE_RECORDS records or so, not
+    every few records."""
+    client, wake = warm_client_with_counted_wakes(make_client)  # options as shipped
+    woken = wake.calls
+    for i in range(1_000):
+        client.track("Page Viewed", customer_id=IDS[i % 1_000], n=i)
+        time.sleep(0.0005)
+    wakes = wake.calls - woken
+    assert wakes <= 1_000 // 100, f"{wakes} wake-ups for 1,000 records"
+    assert client.flush(10)
+    assert client.stats().sent == 1_001
+
+
+def test_after_a_wait_the_worker_starts_a_new_slice(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice counts the worker's own work since it last let go of the interpreter or
+    waited. A few records prepared, packed and sent after an idle moment take far less
+    than a slice, so the worker does not let go for them: each time it does is a thread
+    switch the application pays for, and here nobody was waiting."""
+    yields: list[str] = []
+    monkeypatch.setattr(_breath, "_sleep", lambda s: yields.append(threading.current_thread().name))
+    client = make_client(events_per_minute=None, users_per_minute=None)
+    for _ in range(20):
+        track_purchases(client, 3)
+        assert client.flush(10)
+        time.sleep(0.005)  # idle: longer than a slice
+    assert client.stats().sent == 60
+    assert yields.count("moetrack-worker") <= 5, f"let go {len(yields)} times for 20 idle moments"
 
 
 def test_one_request_thread_serves_every_batch(make_client: Any, emulator: Emulator) -> None:

@@ -16,14 +16,27 @@ from typing import Any, Protocol
 from .._wire.item import EVENT
 from .blocks import ITEM_OVERHEAD
 
-__all__ = ["SAMPLE", "TAKE_CHUNK", "WAKE_BYTES", "MemoryQueue", "RecordQueue", "estimate"]
+__all__ = [
+    "SAMPLE",
+    "TAKE_CHUNK",
+    "WAKE_BYTES",
+    "WAKE_RECORDS",
+    "MemoryQueue",
+    "RecordQueue",
+    "estimate",
+]
 
 #: While a backlog builds up, callers estimate one queued record in SAMPLE (a power of two).
 SAMPLE = 8
-#: Records the worker takes from the queue and prepares per slice (a fraction of a
-#: millisecond of work); callers wake it once that many wait, so that records are prepared
-#: a few at a time as they arrive.
+#: Records the worker takes from the queue at a time (well under a slice of work): between
+#: two chunks it looks whether its slice is used up.
 TAKE_CHUNK = 16
+#: Callers wake the worker once this many records wait, so that records are prepared a few
+#: score at a time as they arrive (about half a millisecond of work, in slices). Every
+#: wake-up costs the application a thread switch and the interpreter handed over and back:
+#: beside four request threads, waking it every 16 records cost more CPU than preparing
+#: them. Fewer records wait until the flush interval, when the worker wakes by itself.
+WAKE_RECORDS = 128
 #: Callers also wake the worker once this many bytes are estimated to wait in the queue, so
 #: a burst of large records is prepared, and counted exactly, soon.
 WAKE_BYTES = 1 << 20

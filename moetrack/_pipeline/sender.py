@@ -165,6 +165,7 @@ class Sender:
                 if held:  # the next item does not fit: the batch is full
                     if not self._send_next(packer, held, source, stop):
                         return
+                    breath.restart()  # it waited for the answer
                     # What remains waits for its own interval, so a burst goes in full bodies.
                     first_taken = _monotonic()
                     continue
@@ -182,6 +183,8 @@ class Sender:
                 else:
                     timeout = first_taken + interval - now if len(packer) else interval
                 items = source.take(max(1, self.config.max_batch_size - len(packer)), timeout)
+                # It may have waited: the slice starts now (preparing had slices of its own).
+                breath.restart()
                 if items is None:
                     ended = True
                 elif items:
