@@ -246,6 +246,35 @@ def test_an_element_too_large_for_one_request_is_refused() -> None:
     assert len(prepare(record, 100_000).payload) > 2_000
 
 
+@pytest.mark.parametrize(
+    ("customer", "device"),
+    [
+        ("user-1", None),
+        ("user-\u0001\u0002\u0003\u0004", 'dev-"\u0005'),  # escaped in JSON: 6 and 2 bytes
+        ("\u0915\u0916\u0917-user", "\U0001f600"),  # 3 and 4 bytes in UTF-8
+    ],
+)
+def test_an_event_that_fills_a_body_exactly_fits_and_one_byte_more_does_not(
+    customer: str, device: str | None
+) -> None:
+    """The limit is measured on the body the event would need on its own, its ids encoded
+    as JSON (escapes and UTF-8 included): at the limit it is taken, one byte over refused."""
+    from moetrack._wire.encode import Packer
+
+    def event(text: str) -> tuple[object, ...]:
+        return (EVENT, Ctx({}), 1.0, "E", None, {"t": text}, customer, device,
+                None, None, None, None, None)  # fmt: skip
+
+    item = prepare(event(""), 100_000)
+    packer = Packer(100_000, 10)
+    assert packer.add(item)
+    limit = len(packer.take().body) + 500
+    assert prepare(event("x" * 500), limit).payload.endswith(b"}")
+    with pytest.raises(ValidationError) as info:
+        prepare(event("x" * 501), limit)
+    assert info.value.reason == "too_large"
+
+
 def test_before_send_can_change_or_drop() -> None:
     from moetrack._wire.records import Dropped
 
