@@ -132,34 +132,32 @@ def _mapping(value: Any, field: str = "attributes") -> Mapping[str, Any]:
     return value
 
 
-_valid_ids: dict[Any, str] = {}
-_valid_names: dict[str, str] = {}
+#: Distinct strings a remembered check keeps; past this it forgets them all.
+_REMEMBERED_MAX = 4096
 
 
-def _customer_id(value: Any) -> str:
-    """``_validate.customer_id``, remembered: most records repeat a few customers."""
-    if type(value) is not str:  # ints and the like: checked every time (42.0 == 42)
-        return _validate.customer_id(value)
-    valid = _valid_ids.get(value)
-    if valid is None:
-        valid = _validate.customer_id(value)
-        if len(_valid_ids) >= 4096:
-            _valid_ids.clear()
-        _valid_ids[value] = valid
-    return valid
+def _remembered(check: Callable[[Any], str]) -> Callable[[Any], str]:
+    """``check``, with the strings it accepted remembered: most records repeat a few
+    customers and event names. Anything but a plain ``str`` is checked every time (an int
+    or a str subclass may equal a remembered string and still be refused)."""
+    valid_strings: dict[str, str] = {}
+
+    def remembered(value: Any) -> str:
+        if type(value) is not str:
+            return check(value)
+        valid = valid_strings.get(value)
+        if valid is None:
+            valid = check(value)
+            if len(valid_strings) >= _REMEMBERED_MAX:
+                valid_strings.clear()
+            valid_strings[value] = valid
+        return valid
+
+    return remembered
 
 
-def _event_name(value: Any) -> str:
-    """``_validate.event_name``, remembered: most records repeat a few event names."""
-    if type(value) is not str:
-        return _validate.event_name(value)
-    valid = _valid_names.get(value)
-    if valid is None:
-        valid = _validate.event_name(value)
-        if len(_valid_names) >= 4096:
-            _valid_names.clear()
-        _valid_names[value] = valid
-    return valid
+_customer_id = _remembered(_validate.customer_id)
+_event_name = _remembered(_validate.event_name)
 
 
 #: An event whose action, customer id and device id are this much under the body limit
