@@ -215,14 +215,19 @@ def test_after_a_wait_the_worker_starts_a_new_slice(
     """A slice counts the worker's own work since it last let go of the interpreter or
     waited. A few records prepared, packed and sent after an idle moment take far less
     than a slice, so the worker does not let go for them: each time it does is a thread
-    switch the application pays for, and here nobody was waiting."""
+    switch the application pays for, and here nobody was waiting. The slices' clock moves
+    only between rounds, a second at a time (the idle moment), so the records' own work
+    never uses up a slice however slow this machine is."""
     yields: list[str] = []
     monkeypatch.setattr(_breath, "_sleep", lambda s: yields.append(threading.current_thread().name))
+    clock = [0.0]
+    monkeypatch.setattr(_breath, "_perf_counter", lambda: clock[0])
+    # Pacing off: the quota would hold back the 20 flushes.
     client = make_client(events_per_minute=None, users_per_minute=None)
     for _ in range(20):
         track_purchases(client, 3)
         assert client.flush(10)
-        time.sleep(0.005)  # idle: longer than a slice
+        clock[0] += 1.0  # idle: far longer than a slice
     assert client.stats().sent == 60
     assert yields.count("moetrack-worker") <= 5, f"let go {len(yields)} times for 20 idle moments"
 

@@ -227,7 +227,7 @@ def _event(e: Mapping[str, Any], max_bytes: int) -> Item:
     if (tz := e.get("user_timezone_offset")) is not None:
         action["user_timezone_offset"] = _validate.timezone_offset(tz)
     payload = _encode.dumps(action)
-    _fits(min_body_size(EVENT, cid, did, payload), max_bytes)
+    _fits_event(cid, did, payload, max_bytes)
     return Item(EVENT, cid, did, payload)
 
 
